@@ -29,7 +29,7 @@ class _Record:
     _tuple_fields: ClassVar[dict[str, int]] = {}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload, no-any-return]
+        return asdict(self)  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls: type[T], data: Any) -> T:

@@ -193,6 +193,7 @@ class Settings:
             try:
                 values[f.name] = f.metadata["parse"](raw)
             except ValueError as exc:
+                values[f.name] = _DEFAULTS[f.name]  # keep going so every problem is reported at once
                 shown = "<hidden>" if f.metadata["secret"] else repr(raw)
                 problems.append(f"{name}={shown}: {exc}")
         settings = cls(**values)

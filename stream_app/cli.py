@@ -1,0 +1,76 @@
+"""`solstake`: the operator's command line. Each subcommand is one small function registered below."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from stream_app.settings import Settings, load_or_exit
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from migrations import MigrationError, migrate
+    from stream_app.runtime import services
+
+    async def run() -> int:
+        async with services(settings, need_redis=False) as urls:
+            try:
+                applied = await migrate(urls.database_url)
+            except MigrationError as exc:
+                print(f"solstake migrate: {exc}", file=sys.stderr)
+                return 1
+        print("applied: " + (", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing (up to date)"))
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Start the backing services (embedded when unset), apply migrations, keep running until Ctrl-C."""
+    from migrations import migrate
+    from stream_app.runtime import services
+
+    async def run() -> int:
+        async with services(settings) as urls:
+            await migrate(urls.database_url)
+            print(f"sol-stake: PostgreSQL {urls.database_url}\nsol-stake: Redis      {urls.redis_url}")
+            print("sol-stake: running; press Ctrl-C to stop", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            print("sol-stake: stopping", flush=True)
+        return 0
+
+    return asyncio.run(run())
+
+
+COMMANDS: dict[str, tuple[Handler, str]] = {
+    "migrate": (cmd_migrate, "apply pending database migrations"),
+    "run": (cmd_run, "start the whole system (embedded PostgreSQL/Redis when unset)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="solstake", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_handler, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_or_exit()
+    handler, _help = COMMANDS[args.command]
+    return handler(args, settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
