@@ -55,6 +55,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("must be zero or a positive number")
+    return value
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -151,6 +158,18 @@ class Settings:
     rate_limit: int = _env("RATE_LIMIT", _positive_int, "requests per window per client")
     rate_window: float = _env("RATE_WINDOW", _positive_float, "rate-limit window, seconds")
     trusted_proxy_hops: int = _env("TRUSTED_PROXY_HOPS", _non_negative_int, "proxies in front of web")
+    # Access control (tokens, Sign-In With Solana, rate-limit tiers)
+    jwt_refresh_expiry: float = _env("JWT_REFRESH_EXPIRY", _positive_float, "refresh-token lifetime, seconds")
+    jwt_leeway: float = _env("JWT_LEEWAY", _non_negative_float, "clock skew allowed on exp/iat, seconds")
+    rate_limit_authenticated: int = _env("RATE_LIMIT_AUTHENTICATED", _positive_int,
+                                         "requests per window per signed-in client")
+    rate_limit_signin: int = _env("RATE_LIMIT_SIGNIN", _positive_int, "sign-in requests per window per IP")
+    rate_window_signin: float = _env("RATE_WINDOW_SIGNIN", _positive_float, "sign-in rate window, seconds")
+    siws_domain: str = _env("SIWS_DOMAIN", _text, "host[:port] wallets show in the sign-in message")
+    siws_uri: str | None = _env("SIWS_URI", _url("http", "https"), "URI in the sign-in message")
+    siws_chain_id: str = _env("SIWS_CHAIN_ID", _choice("mainnet", "testnet", "devnet", "localnet"),
+                              "chain in the sign-in message")
+    siws_nonce_ttl: float = _env("SIWS_NONCE_TTL", _positive_float, "seconds a sign-in challenge stays valid")
     cors_origins: tuple[str, ...] = _env("CORS_ORIGINS", _csv, "allowed CORS origins, comma separated")
     graphiql: bool | None = _env("GRAPHIQL", _bool, "serve GraphiQL (default: on in development)")
 
@@ -275,6 +294,15 @@ _DEFAULTS: dict[str, Any] = {
     "rate_limit": 100,
     "rate_window": 900.0,
     "trusted_proxy_hops": 0,
+    "jwt_refresh_expiry": 30 * 24 * 3600.0,
+    "jwt_leeway": 30.0,
+    "rate_limit_authenticated": 100,
+    "rate_limit_signin": 10,
+    "rate_window_signin": 900.0,
+    "siws_domain": "localhost:3007",
+    "siws_uri": None,
+    "siws_chain_id": "mainnet",
+    "siws_nonce_ttl": 300.0,
     "cors_origins": (),
     "graphiql": None,
 }
