@@ -1,0 +1,1 @@
+"""Sinks: where scored records leave the stream (PostgreSQL, the live-update stream)."""
