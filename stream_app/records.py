@@ -103,6 +103,10 @@ class ClusterContext(_Record):
     # Version reached by 66% of stake, per client family ("agave", "firedancer", ...)
     consensus_versions: dict[str, str] = field(default_factory=dict)
     observed_at: float = 0.0
+    # Cluster prior sub-scores (0..1) per scoring component, for smoothing validators with little history
+    priors: dict[str, float] = field(default_factory=dict)
+    # Share of active stake per gossip IP prefix ("a.b.0.0/16"), a proxy for hosting concentration
+    infra_stake_share: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
