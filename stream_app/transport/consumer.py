@@ -1,0 +1,347 @@
+"""Consumer: reads the assigned partition streams with one `XREAD BLOCK`, runs on the app's event loop.
+
+Positions are plain integers (the next offset to read); `None` means "resolve lazily" from the group's
+committed offset, or `consumer_auto_offset_reset` when there is none or it is past the highwater.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from faust.transport import consumer as base
+from faust.types import TP, ConsumerMessage
+from faust.types.transports import ConsumerT
+from mode import Seconds
+
+from .coordinator import GroupCoordinator
+from .janitor import Janitor
+from .keys import parse_tp_field, tp_field
+from .producer import CONNECTION_ERRORS, decode_headers
+
+if TYPE_CHECKING:
+    from .transport import Transport
+
+log = logging.getLogger(__name__)
+
+
+class RedisRecord:
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
+
+    def __init__(self, topic: str, partition: int, offset: int, timestamp: int, key: bytes | None,
+                 value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp = timestamp
+        self.key = key
+        self.value = value
+        self.headers = headers
+
+
+def entry_offset(entry_id: bytes) -> int:
+    """`b"42-1"` -> 42 (the millisecond part of the stream id is the offset)."""
+    return int(entry_id.partition(b"-")[0])
+
+
+class Consumer(base.Consumer):
+    transport: Transport
+    consumer_stopped_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init__(self, transport: Any, callback: Any, on_partitions_revoked: Any, on_partitions_assigned: Any,
+                 **kwargs: Any) -> None:
+        super().__init__(transport, callback, on_partitions_revoked, on_partitions_assigned, **kwargs)
+        conf = self.app.conf
+        self.coordinator = GroupCoordinator(
+            self,
+            self.transport.group_keys,
+            session_timeout=float(conf.broker_session_timeout),
+            heartbeat_interval=min(float(conf.broker_heartbeat_interval), float(conf.broker_session_timeout) / 3),
+            rebalance_timeout=float(conf.broker_rebalance_timeout),
+        )
+        self.janitor = Janitor(self.transport)
+        self._positions: dict[TP, int | None] = {}
+        self._highwaters: dict[TP, int] = {}
+        self._client_only_topics: set[str] = set()
+        self._backoff = 0.0
+        self.offset_resets = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        self.transport.active_consumer = self
+
+    async def on_stop(self) -> None:
+        await super().on_stop()  # waits for streams to finish and commits
+        await self.coordinator.leave()
+        if self.transport.active_consumer is self:
+            self.transport.active_consumer = None
+
+    def close(self) -> None:
+        self.coordinator._stopping = True
+
+    async def subscribe(self, topics: Iterable[str]) -> None:
+        topic_set = set(topics)
+        client = self.transport.client
+        for topic in sorted(topic_set):
+            await self._with_retry(lambda t=topic: self.transport.registry.config(client, t), "topic registry")
+        if self.app.client_only:
+            self._client_only_topics = topic_set
+            return
+        first = not self.coordinator.registered
+        await self.coordinator.set_subscription(topic_set)
+        if first:  # the rebalance runs in its own task: App waits for subscribe() to return first
+            self.add_future(self.coordinator.heartbeat_loop())
+            self.add_future(self.coordinator.rebalance_loop())
+            self.add_future(self.janitor.run(self.assignment))
+
+    # --- assignment and positions ----------------------------------------------------------------------
+
+    def assignment(self) -> set[TP]:
+        if self.app.client_only:
+            return self._client_only_assignment()
+        return set(self.coordinator.assignment)
+
+    def _client_only_assignment(self) -> set[TP]:
+        registry = self.transport.registry
+        return {TP(t, p) for t in self._client_only_topics for p in range(registry.cached_partitions(t) or 0)}
+
+    def forget_positions(self, tps: Iterable[TP]) -> None:
+        for tp in tps:
+            self._positions.pop(tp, None)
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        self._positions[partition] = offset
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        read_offset = self._read_offset
+        for tp, offset in partitions.items():
+            self._positions[tp] = max(offset, 0)
+            if offset > 0:
+                read_offset[tp] = offset
+            else:
+                read_offset.pop(tp, None)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        tps = sorted(self.assignment())
+        committed = await self._with_retry(lambda: self._committed(tps), "seek_to_committed")
+        result: dict[TP, Any] = {}
+        for tp, offset in committed.items():
+            if offset is not None and offset > 0:
+                self._positions[tp] = offset
+            result[tp] = offset
+        return cast(Mapping[TP, int], result)
+
+    async def _committed(self, tps: list[TP]) -> dict[TP, int | None]:
+        """Committed offsets, with `committed > highwater` (data loss) reset by auto_offset_reset."""
+        if not tps:
+            return {}
+        raw = await self.transport.client.hmget(self.transport.group_keys.offsets, [tp_field(tp) for tp in tps])
+        committed = {tp: int(v) if v is not None else None for tp, v in zip(tps, raw, strict=True)}
+        highwaters = await self._read_highwaters(tps)
+        for tp, offset in committed.items():
+            if offset is not None and offset > highwaters[tp]:
+                reset = await self._reset_offset(tp, highwaters[tp])
+                self.offset_resets += 1
+                log.error("committed offset %d of %s is past its highwater %d (data lost in Redis?); "
+                          "auto_offset_reset=%s -> %d", offset, tp, highwaters[tp],
+                          self.app.conf.consumer_auto_offset_reset, reset)
+                committed[tp] = reset
+        return committed
+
+    async def _reset_offset(self, tp: TP, highwater: int) -> int:
+        if self.app.conf.consumer_auto_offset_reset == "latest":
+            return highwater
+        return (await self._read_earliest([tp]))[tp]
+
+    async def _resolve_positions(self, tps: list[TP]) -> None:
+        missing = [tp for tp in tps if self._positions.get(tp) is None]
+        if not missing:
+            return
+        committed = await self._committed(missing)
+        for tp in missing:
+            offset = committed.get(tp)
+            if offset is None:
+                offset = await self._reset_offset(tp, (await self._read_highwaters([tp]))[tp])
+            if self._positions.get(tp) is None:
+                self._positions[tp] = offset
+
+    # --- offsets of the log ------------------------------------------------------------------------------
+
+    async def _read_highwaters(self, tps: Iterable[TP]) -> dict[TP, int]:
+        tps = list(tps)
+        if not tps:
+            return {}
+        keys = self.transport.keys
+        raw = await self.transport.client.mget([keys.counter(tp.topic, tp.partition) for tp in tps])
+        result = {tp: int(v) if v is not None else 0 for tp, v in zip(tps, raw, strict=True)}
+        self._highwaters.update(result)
+        return result
+
+    async def _read_earliest(self, tps: Iterable[TP]) -> dict[TP, int]:
+        tps = list(tps)
+        keys = self.transport.keys
+        async with self.transport.client.pipeline(transaction=False) as pipe:
+            for tp in tps:
+                pipe.xrange(keys.stream(tp.topic, tp.partition), "-", "+", count=1)
+            firsts = await pipe.execute()
+        highwaters = await self._read_highwaters(tps)
+        return {tp: entry_offset(first[0][0]) if first else highwaters[tp]
+                for tp, first in zip(tps, firsts, strict=True)}
+
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        return await self._with_retry(lambda: self._read_highwaters(partitions), "highwaters")
+
+    async def earliest_offsets(self, *partitions: TP) -> Mapping[TP, int]:
+        return await self._with_retry(lambda: self._read_earliest(partitions), "earliest_offsets")
+
+    def highwater(self, tp: TP) -> int:
+        return self._highwaters.get(tp, 0)
+
+    async def position(self, tp: TP) -> int | None:
+        return self._positions.get(tp)
+
+    def topic_partitions(self, topic: str) -> int | None:
+        return self.transport.registry.cached_partitions(topic)
+
+    def key_partition(self, topic: str, key: bytes | None, partition: int | None = None) -> int | None:
+        if partition is not None:
+            return partition
+        if key is None:
+            return None
+        return self.app.producer.key_partition(topic, key).partition
+
+    async def create_topic(
+        self,
+        topic: str,
+        partitions: int,
+        replication: int,
+        *,
+        config: Mapping[str, Any] | None = None,
+        timeout: Seconds = 30.0,  # noqa: ASYNC109 - Faust's signature
+        retention: Seconds | None = None,
+        compacting: bool | None = None,
+        deleting: bool | None = None,
+        ensure_created: bool = False,
+    ) -> None:
+        await self.app.producer.create_topic(topic, partitions, replication, config=config, timeout=timeout,
+                                             retention=retention, compacting=compacting, deleting=deleting,
+                                             ensure_created=ensure_created)
+
+    def _new_topicpartition(self, topic: str, partition: int) -> TP:
+        return TP(topic, partition)
+
+    # --- fetching ------------------------------------------------------------------------------------------
+
+    async def _getmany(
+        self, active_partitions: set[TP] | None, timeout: float  # noqa: ASYNC109 - Faust's signature
+    ) -> Mapping[TP, list[Any]]:
+        if not self.flow_active:
+            return {}
+        if active_partitions is None:
+            active_partitions = self._client_only_assignment()
+        assigned = self.assignment()
+        tps = sorted(tp for tp in active_partitions if tp in assigned)
+        if not tps:
+            await asyncio.sleep(min(timeout, 0.2))
+            return {}
+        if self._backoff:
+            await asyncio.sleep(self._backoff)
+        try:
+            await self._resolve_positions(tps)
+            records = await self._read(tps, timeout)
+        except CONNECTION_ERRORS as exc:
+            self._backoff = min(max(self._backoff * 2, 0.1), 2.0)
+            log.warning("fetch failed, Redis unreachable (%r); backing off %.1fs", exc, self._backoff)
+            return {}
+        self._backoff = 0.0
+        return records
+
+    async def _read(self, tps: list[TP], timeout: float) -> dict[TP, list[RedisRecord]]:  # noqa: ASYNC109
+        keys = self.transport.keys
+        options = self.transport.options
+        requested = {tp: self._positions[tp] for tp in tps}
+        by_key = {keys.stream(tp.topic, tp.partition).encode(): tp for tp in tps}
+        streams: Any = {keys.stream(tp.topic, tp.partition): f"{requested[tp]}-0" for tp in tps}
+        block = max(1, min(int(timeout * 1000), options.block_ms))
+        reply: Any = await self.transport.client.xread(streams, count=options.fetch_count, block=block)
+        records: dict[TP, list[RedisRecord]] = {}
+        if not reply:
+            return records
+        assigned = self.assignment()
+        for key, entries in reply:
+            tp = by_key[key]
+            # a revoke or a seek while XREAD was blocked makes this batch stale
+            if not entries or tp not in assigned or self._positions.get(tp) != requested[tp]:
+                continue
+            batch = [_record(tp, entry_id, fields) for entry_id, fields in entries]
+            records[tp] = batch
+            last = batch[-1].offset
+            self._positions[tp] = last + 1
+            if last + 1 > self._highwaters.get(tp, 0):
+                self._highwaters[tp] = last + 1
+        return records
+
+    def _to_message(self, tp: TP, record: Any) -> ConsumerMessage:
+        rec = cast(RedisRecord, record)
+        return ConsumerMessage(
+            rec.topic,
+            rec.partition,
+            rec.offset,
+            rec.timestamp / 1000.0,
+            0,
+            rec.headers,
+            rec.key,
+            rec.value,
+            None,
+            len(rec.key) if rec.key is not None else 0,
+            len(rec.value) if rec.value is not None else 0,
+            tp,
+            generation_id=self.app.consumer_generation_id,
+        )
+
+    # --- commits -------------------------------------------------------------------------------------------
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        if self.app.client_only:
+            return False
+        try:
+            return await self.coordinator.commit(offsets)
+        except CONNECTION_ERRORS as exc:
+            log.warning("commit failed, Redis unreachable (%r); the records will be processed again", exc)
+            return False
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        return None
+
+    def verify_recovery_event_path(self, now: float, tp: TP) -> None:
+        return None
+
+    async def _with_retry(self, action: Any, what: str) -> Any:
+        delay = 0.1
+        while True:
+            try:
+                return await action()
+            except CONNECTION_ERRORS as exc:
+                if self.should_stop:
+                    raise
+                log.warning("%s failed, Redis unreachable (%r); retrying in %.1fs", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+def _record(tp: TP, entry_id: bytes, fields: Mapping[bytes, bytes]) -> RedisRecord:
+    return RedisRecord(
+        tp.topic,
+        tp.partition,
+        entry_offset(entry_id),
+        int(fields.get(b"ts", 0)),
+        fields.get(b"k"),
+        fields.get(b"v"),
+        decode_headers(fields.get(b"h")),
+    )
+
+
+__all__ = ["Consumer", "ConsumerT", "RedisRecord", "parse_tp_field"]
