@@ -60,7 +60,7 @@ def decode_entry(fields: dict[Any, Any]) -> dict[str, Any] | None:
 
 async def latest_id(redis: aioredis.Redis, prefix: str) -> str:
     """Id of the newest entry, or "0-0" when the stream is empty or missing."""
-    entries = await redis.xrevrange(stream_key(prefix), count=1)
+    entries: Any = await redis.xrevrange(stream_key(prefix), count=1)
     return _text(entries[0][0]) if entries else "0-0"
 
 

@@ -1,0 +1,89 @@
+"""The web application: `create_app(settings)` wires middlewares, routes and shared resources.
+
+Middleware order (outermost first) — keep it when adding more:
+    1. request id + error masking        (http_app.errors)
+    2. security headers / CORS            (access control: http_app.security)
+    3. rate limit                         (access control: http_app.ratelimit)
+    4. authentication → request["principal"]  (access control: http_app.auth)
+    5. handlers
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from http_app.cache import ResponseCache, setup_cache_routes
+from http_app.errors import request_id_and_errors
+from http_app.graphql.engine import create_executor
+from http_app.graphql.http import install_renderer
+from http_app.graphql.live_hub import LiveHub
+from http_app.graphql.routes import setup_graphql
+from http_app.health import setup_health
+from http_app.keys import CACHE, DB_POOL, EXECUTOR, LIVE_HUB, REDIS, SETTINGS
+from http_app.metrics import setup_metrics
+from stream_app.db import create_pool
+from stream_app.settings import Settings
+
+log = logging.getLogger("http_app")
+
+# The largest request body any route accepts; GraphQL enforces its own, smaller limit.
+CLIENT_MAX_SIZE = 1024 * 1024
+
+
+def _middlewares() -> list[Middleware]:
+    middlewares: list[Middleware] = [request_id_and_errors]
+    # --- 2. security headers / CORS: access control installs here ---
+    # --- 3. rate limit: access control installs here ---
+    # --- 4. authentication (sets request["principal"]): access control installs here ---
+    return middlewares
+
+
+def create_app(settings: Settings, *, schema_name: str = "solstake") -> web.Application:
+    """Build the app. `schema_name` keys the Tartiflette engine: apps in one process need distinct names."""
+    if settings.database_url is None or settings.redis_url is None:
+        raise ValueError("create_app needs DATABASE_URL and REDIS_URL (python -m http_app resolves them)")
+    app = web.Application(middlewares=_middlewares(), client_max_size=CLIENT_MAX_SIZE)
+    app[SETTINGS] = settings
+    app[EXECUTOR] = create_executor(schema_name)
+    app.cleanup_ctx.append(_backing_services)
+    app.cleanup_ctx.append(_live_updates)
+
+    setup_health(app)
+    setup_metrics(app)
+    setup_cache_routes(app)
+    setup_graphql(app)
+    # --- REST routes of other areas (e.g. /auth/*) are added here ---
+    return app
+
+
+async def _backing_services(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.database_url is not None and settings.redis_url is not None
+    app[DB_POOL] = await create_pool(settings.database_url, settings)
+    # Short timeouts: a dead Redis must cost a request milliseconds, not seconds (the cache is bypassed).
+    app[REDIS] = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    app[CACHE] = ResponseCache(app[REDIS], settings)
+    install_renderer(app, app[CACHE])
+    await app[EXECUTOR].start()
+    yield
+    await app[REDIS].aclose()
+    await app[DB_POOL].close()
+
+
+async def _live_updates(app: web.Application) -> AsyncIterator[None]:
+    """Tail the live stream: invalidate and re-warm the cache, feed subscriptions."""
+    hub = LiveHub(app)
+    app[LIVE_HUB] = hub
+    task = asyncio.create_task(hub.run(), name="live-hub")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await hub.close()

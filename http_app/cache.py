@@ -1,0 +1,340 @@
+"""Response cache for GraphQL queries: a process-local tier in front of Redis, both gzip-ready.
+
+Key: `<prefix>:gql:v<schema version>:<caller scope>:<sha256(operation | normalized query | variables)>`,
+so a viewer never receives an admin's answer and a schema change never serves old shapes. Only
+successful queries are stored (never mutations, subscriptions or errors), for `Settings.cache_ttl`.
+Live events (new scores, finished runs) drop every entry and re-render the hot public queries once
+(warming), so readers do not pay the cold engine cost after a run. Hit/miss counters live in Redis
+(flushed about once a second) so every web process reports the same hit rate. When Redis is down the
+cache is bypassed: answers still come from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from http_app.graphql import data
+from http_app.graphql.limits import SCHEMA_VERSION
+from http_app.keys import CACHE, DB_POOL
+from http_app.metrics import CACHE_LOOKUPS
+from http_app.principal import ADMIN_SYSTEM, ANONYMOUS
+from stream_app.settings import Settings
+
+log = logging.getLogger("http_app.cache")
+
+LOCAL_MAX_ENTRIES = 256
+LOCAL_MAX_BYTES = 128 * 1024 * 1024
+GZIP_MIN_BYTES = 1024
+WARM_TOP = 8
+WARM_DEBOUNCE = 1.0
+STATS_FLUSH_SECONDS = 1.0
+REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+LocalKey = tuple[str, str, str | None, bytes]  # scope, query text, operation name, canonical variables
+
+
+@dataclass(frozen=True)
+class Entry:
+    body: bytes
+    gz: bytes | None  # gzip of body, when worth it
+    expires: float  # monotonic deadline of the local copy
+
+
+@dataclass
+class WarmSpec:
+    """A public query worth re-rendering after a run."""
+
+    query: str
+    operation_name: str | None
+    variables: dict[str, Any] | None
+    redis_key: str
+    local_key: LocalKey
+    hits: int = 0
+
+
+Renderer = Callable[[WarmSpec], Awaitable[bytes | None]]
+
+
+def canonical_variables(variables: dict[str, Any] | None) -> bytes:
+    return orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+
+
+def compress(body: bytes) -> bytes | None:
+    return gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None
+
+
+class ResponseCache:
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.ttl = settings.cache_ttl
+        self.prefix = f"{settings.redis_prefix}:gql:"
+        self.stats_key = f"{settings.redis_prefix}:gqlstats"
+        self.generation = 0  # bumped by every invalidation: a render started before it is not stored
+        self.renderer: Renderer | None = None
+        self._local: OrderedDict[LocalKey, Entry] = OrderedDict()
+        self._local_bytes = 0
+        self._warm: dict[str, WarmSpec] = {}
+        self._hits = 0
+        self._misses = 0
+        self._last_flush = time.monotonic()
+        self._flushing: asyncio.Task[None] | None = None
+        self._warming: asyncio.Task[None] | None = None
+        self._redis_down_logged = False
+
+    # ---- keys -----------------------------------------------------------------------------------------
+    def redis_key(self, scope: str, operation_name: str | None, normalized: str, variables: bytes) -> str:
+        digest = hashlib.sha256(b"|".join([(operation_name or "").encode(), normalized.encode(), variables]))
+        return f"{self.prefix}v{SCHEMA_VERSION}:{scope}:{digest.hexdigest()}"
+
+    # ---- lookups --------------------------------------------------------------------------------------
+    def get_local(self, key: LocalKey) -> Entry | None:
+        entry = self._local.get(key)
+        if entry is None:
+            return None
+        if entry.expires < time.monotonic():
+            self._drop_local(key)
+            return None
+        self._count(hit=True, tier="local")
+        spec = self._warm.get(key[1]) if key[0] == "public" else None
+        if spec is not None:
+            spec.hits += 1
+        return entry
+
+    async def get_shared(self, local_key: LocalKey, redis_key: str) -> Entry | None:
+        try:
+            stored = await self.redis.get(redis_key)
+        except REDIS_ERRORS as exc:
+            self._redis_unavailable(exc)
+            return None
+        if stored is None:
+            self._count(hit=False, tier="redis")
+            return None
+        gz = stored.encode() if isinstance(stored, str) else bytes(stored)
+        entry = self._store_local(local_key, gzip.decompress(gz), gz, self.generation)
+        self._count(hit=True, tier="redis")
+        return entry
+
+    async def put(self, local_key: LocalKey, redis_key: str, body: bytes, generation: int,
+                  warm: WarmSpec | None = None) -> Entry | None:
+        """Store a fresh answer unless an invalidation happened while it was being rendered."""
+        if generation != self.generation:
+            return None
+        gz = compress(body)
+        entry = self._store_local(local_key, body, gz, generation)
+        if warm is not None and warm.query not in self._warm:
+            self._warm[warm.query] = warm
+            if len(self._warm) > 4 * WARM_TOP:  # forget the least used specs
+                for query, _ in sorted(self._warm.items(), key=lambda kv: kv[1].hits)[: len(self._warm) // 2]:
+                    del self._warm[query]
+        try:
+            await self.redis.set(redis_key, gz if gz is not None else gzip.compress(body, mtime=0),
+                                 px=int(self.ttl * 1000))
+        except REDIS_ERRORS as exc:
+            self._redis_unavailable(exc)
+        return entry
+
+    # ---- invalidation and warming -------------------------------------------------------------------
+    async def invalidate(self) -> int:
+        """Drop every cached answer (this process and Redis). Returns the Redis keys removed."""
+        self.generation += 1
+        self._local.clear()
+        self._local_bytes = 0
+        deleted = 0
+        try:
+            batch: list[bytes] = []
+            async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    deleted += await self.redis.unlink(*batch)
+                    batch.clear()
+            if batch:
+                deleted += await self.redis.unlink(*batch)
+        except REDIS_ERRORS as exc:
+            self._redis_unavailable(exc)
+        return deleted
+
+    async def clear(self) -> int:
+        """`invalidate` plus the hit/miss counters."""
+        deleted = await self.invalidate()
+        self._hits = self._misses = 0
+        try:
+            deleted += await self.redis.unlink(self.stats_key)
+        except REDIS_ERRORS as exc:
+            self._redis_unavailable(exc)
+        return deleted
+
+    async def on_live_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "scores":
+            await self.invalidate()
+            self.schedule_warm(delay=WARM_DEBOUNCE, lock_id=f"s{self.generation}")
+        elif kind == "run" and event.get("status") in ("completed", "partial", "failed"):
+            await self.invalidate()
+            self.schedule_warm(delay=0.0, lock_id=f"run:{event.get('run_id')}")
+        elif kind == "commission":
+            await self.invalidate()
+            self.schedule_warm(delay=WARM_DEBOUNCE, lock_id=f"c{self.generation}")
+
+    def schedule_warm(self, delay: float, lock_id: str) -> None:
+        if self._warming is not None and not self._warming.done():
+            self._warming.cancel()
+        self._warming = asyncio.create_task(self._warm_after(delay, lock_id), name="cache-warm")
+
+    async def warm_now(self, lock_id: str = "manual") -> int:
+        """Re-render the hottest public queries; returns how many were rendered by this process."""
+        if self.renderer is None:
+            return 0
+        rendered = 0
+        generation = self.generation
+        for spec in sorted(self._warm.values(), key=lambda s: s.hits, reverse=True)[:WARM_TOP]:
+            if generation != self.generation:
+                return rendered
+            if not await self._claim(spec, lock_id):
+                continue  # another web process renders it; we will read its answer from Redis
+            body = await self.renderer(spec)
+            if body is not None:
+                await self.put(spec.local_key, spec.redis_key, body, generation)
+                rendered += 1
+        return rendered
+
+    async def _warm_after(self, delay: float, lock_id: str) -> None:
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+            await self.warm_now(lock_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("cache warming failed")
+
+    async def _claim(self, spec: WarmSpec, lock_id: str) -> bool:
+        try:
+            claimed = await self.redis.set(f"{spec.redis_key}:warm:{lock_id}", b"1", nx=True, ex=30)
+        except REDIS_ERRORS:
+            return True  # no Redis: render locally
+        return bool(claimed)
+
+    # ---- status ---------------------------------------------------------------------------------------
+    async def status(self) -> dict[str, Any]:
+        """The seed's cache shape: totalKeys, memoryUsage, hitRate (None until there was a lookup)."""
+        await self.flush_stats()
+        try:
+            total = 0
+            async for _key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
+                total += 1
+            memory = await self.redis.info("memory")
+            counters = await self.redis.hgetall(self.stats_key)
+        except REDIS_ERRORS as exc:
+            self._redis_unavailable(exc)
+            return {"totalKeys": len(self._local), "memoryUsage": _human(self._local_bytes), "hitRate": None}
+        hits = int(counters.get(b"hits", 0))
+        misses = int(counters.get(b"misses", 0))
+        return {
+            "totalKeys": total,
+            "memoryUsage": str(memory.get("used_memory_human", "0B")),
+            "hitRate": round(hits / (hits + misses), 4) if hits + misses else None,
+        }
+
+    async def flush_stats(self) -> None:
+        hits, misses = self._hits, self._misses
+        if not hits and not misses:
+            return
+        self._hits = self._misses = 0
+        self._last_flush = time.monotonic()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(self.stats_key, "hits", hits)
+                pipe.hincrby(self.stats_key, "misses", misses)
+                await pipe.execute()
+        except REDIS_ERRORS as exc:
+            self._hits += hits
+            self._misses += misses
+            self._redis_unavailable(exc)
+
+    def count_miss(self) -> None:
+        self._count(hit=False, tier="all")
+
+    # ---- internals ------------------------------------------------------------------------------------
+    def _count(self, *, hit: bool, tier: str) -> None:
+        if hit:
+            self._hits += 1
+            CACHE_LOOKUPS.labels(tier, "hit").inc()
+        elif tier == "all":
+            self._misses += 1
+            CACHE_LOOKUPS.labels(tier, "miss").inc()
+        if time.monotonic() - self._last_flush > STATS_FLUSH_SECONDS and (
+            self._flushing is None or self._flushing.done()
+        ):
+            self._last_flush = time.monotonic()
+            self._flushing = asyncio.create_task(self.flush_stats())
+
+    def _store_local(self, key: LocalKey, body: bytes, gz: bytes | None, generation: int) -> Entry:
+        entry = Entry(body, gz, time.monotonic() + self.ttl)
+        if generation == self.generation:
+            self._drop_local(key)
+            self._local[key] = entry
+            self._local_bytes += len(body) + len(gz or b"")
+            while self._local and (len(self._local) > LOCAL_MAX_ENTRIES or self._local_bytes > LOCAL_MAX_BYTES):
+                self._drop_local(next(iter(self._local)))
+        return entry
+
+    def _drop_local(self, key: LocalKey) -> None:
+        old = self._local.pop(key, None)
+        if old is not None:
+            self._local_bytes -= len(old.body) + len(old.gz or b"")
+
+    def _redis_unavailable(self, exc: BaseException) -> None:
+        if not self._redis_down_logged:
+            log.warning("Redis unavailable for the response cache (%s); serving uncached", exc)
+            self._redis_down_logged = True
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "K", "M", "G"):
+        if value < 1024:
+            return f"{value:.2f}{unit}"
+        value /= 1024
+    return f"{value:.2f}T"
+
+
+# ---- REST routes: the seed's /cache/status and /cache/clear ---------------------------------------------
+
+async def cache_status(request: web.Request) -> web.Response:
+    # Public, as in the seed's curl example: numbers only, never keys or contents.
+    return web.json_response({"status": "ok", "cache": await request.app[CACHE].status()})
+
+
+async def cache_clear(request: web.Request) -> web.Response:
+    principal = request.get("principal", ANONYMOUS)
+    if not principal.can(ADMIN_SYSTEM):
+        status = 401 if principal.anonymous else 403
+        return web.json_response(
+            {"error": "Unauthorized" if status == 401 else "Forbidden",
+             "message": f"{ADMIN_SYSTEM} permission required"},
+            status=status,
+        )
+    deleted = await request.app[CACHE].clear()
+    await data.audit(request.app[DB_POOL], "cache.clear", principal.user_id,
+                     {"deleted": deleted, "via": "rest", "requestId": request.get("request_id")})
+    return web.json_response({"status": "ok", "message": "Cache cleared", "deletedKeys": deleted})
+
+
+def setup_cache_routes(app: web.Application) -> None:
+    app.router.add_get("/cache/status", cache_status)
+    app.router.add_post("/cache/clear", cache_clear)
+
+

@@ -1,0 +1,42 @@
+"""Outermost middleware: a request id on every response, and no stack trace ever leaves the process."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+log = logging.getLogger("http_app")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    # Accept a caller's id only if it is short and printable, so logs cannot be forged with newlines.
+    if 0 < len(given) <= 64 and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+@web.middleware
+async def request_id_and_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = _request_id(request)
+    request["request_id"] = request_id
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers[REQUEST_ID_HEADER] = request_id
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s (request %s)", request.method, request.path, request_id)
+        return web.json_response(
+            {"error": "Internal Server Error", "requestId": request_id},
+            status=500,
+            headers={REQUEST_ID_HEADER: request_id},
+        )
+    if not response.prepared:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
