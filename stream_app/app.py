@@ -1,0 +1,64 @@
+"""The Faust application: broker, topics and the scoring-state table. No agents here (see agents.py).
+
+Everything is plain bytes on the wire (orjson encoded by us), so a malformed message is caught where we
+can say which record it was, and the same app runs unchanged on Kafka (`STREAM_BROKER=kafka://…`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from stream_app.settings import Settings
+
+APP_ID = "solstake"
+RECORDS_TOPIC = "validator-records"
+SCORES_TOPIC = "trust-scores"
+DEAD_LETTER_TOPIC = "dead-letters"
+STATE_TABLE = "validator-state"
+CHANGELOG_TOPIC = f"{APP_ID}-{STATE_TABLE}-changelog"
+
+
+def broker_url(settings: Settings, redis_url: str) -> str:
+    """STREAM_BROKER when set, else our Redis transport on REDIS_URL with every key under REDIS_PREFIX."""
+    if settings.stream_broker:
+        return settings.stream_broker
+    separator = "&" if "?" in redis_url else "?"
+    return f"{redis_url}{separator}prefix={settings.redis_prefix}"
+
+
+@dataclass
+class StreamApp:
+    app: faust.App
+    records: Any  # faust TopicT
+    scores: Any
+    dead_letters: Any
+    state: Any  # faust Table: vote pubkey -> orjson(state dict)
+
+
+def create_stream_app(settings: Settings, redis_url: str, **conf: Any) -> StreamApp:
+    options: dict[str, Any] = {
+        "broker": broker_url(settings, redis_url),
+        "store": "memory://",
+        "topic_partitions": settings.stream_partitions,
+        "topic_replication_factor": 1,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "web_enabled": False,
+        "table_standby_replicas": 0,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_commit_interval": 1.0,
+        "stream_wait_empty": True,
+        "producer_linger": 0.005,
+        "worker_redirect_stdouts": False,
+    }
+    options.update(conf)
+    app = faust.App(APP_ID, **options)
+    partitions = settings.stream_partitions
+    records = app.topic(RECORDS_TOPIC, partitions=partitions, key_type=bytes, value_type=bytes)
+    scores = app.topic(SCORES_TOPIC, partitions=partitions, key_type=bytes, value_type=bytes)
+    dead = app.topic(DEAD_LETTER_TOPIC, partitions=1, key_type=bytes, value_type=bytes)
+    state = app.Table(STATE_TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes)
+    return StreamApp(app, records, scores, dead, state)

@@ -1,0 +1,86 @@
+"""Wire format of the pipeline topics (pure): one orjson object per message, keyed by vote pubkey.
+
+validator-records:  {"kind": "header", "header": RunHeader, "context": ClusterContext}  (one per partition)
+                    {"kind": "record", "record": ValidatorRecord}
+trust-scores:       ScoreEvent as a dict
+A message that cannot be decoded raises `MessageError` naming what is wrong, never a bare KeyError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from stream_app.records import ClusterContext, RecordError, RunHeader, ScoreEvent, ValidatorRecord
+
+
+class MessageError(ValueError):
+    """A topic message is not one of ours or is malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderMessage:
+    header: RunHeader
+    context: ClusterContext
+
+
+def encode_header(header: RunHeader, context: ClusterContext) -> bytes:
+    return orjson.dumps({"kind": "header", "header": header.to_dict(), "context": context.to_dict()})
+
+
+def encode_record(record: ValidatorRecord) -> bytes:
+    return orjson.dumps({"kind": "record", "record": record.to_dict()})
+
+
+def encode_score(event: ScoreEvent) -> bytes:
+    return orjson.dumps(event.to_dict(), option=orjson.OPT_NON_STR_KEYS)
+
+
+def _load(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, bytes | bytearray | memoryview | str):
+        raise MessageError(f"expected bytes, got {type(raw).__name__}")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MessageError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MessageError(f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def decode_validator_message(raw: Any) -> HeaderMessage | ValidatorRecord:
+    data = _load(raw)
+    kind = data.get("kind")
+    try:
+        if kind == "record":
+            return ValidatorRecord.from_dict(data.get("record"))
+        if kind == "header":
+            return HeaderMessage(RunHeader.from_dict(data.get("header")),
+                                 ClusterContext.from_dict(data.get("context")))
+    except RecordError as exc:
+        raise MessageError(str(exc)) from None
+    raise MessageError(f"unknown message kind {kind!r}")
+
+
+def identify(raw: Any) -> tuple[str, str] | None:
+    """(run_id, vote_pubkey) of a record message that failed to decode fully, if they can be read."""
+    try:
+        data = _load(raw)
+    except MessageError:
+        return None
+    record = data.get("record")
+    if not isinstance(record, dict):
+        return None
+    run_id, vote = record.get("run_id"), record.get("vote_pubkey")
+    if isinstance(run_id, str) and isinstance(vote, str) and run_id and vote:
+        return run_id, vote
+    return None
+
+
+def decode_score(raw: Any) -> ScoreEvent:
+    try:
+        return ScoreEvent.from_dict(_load(raw))
+    except RecordError as exc:
+        raise MessageError(str(exc)) from None

@@ -1,0 +1,41 @@
+"""One scoring step as the agent runs it (pure): state bytes + record + context -> state bytes + event.
+
+The table stores the scoring state as orjson bytes. A record that scoring rejects (or a state that no
+longer decodes) still yields a ScoreEvent, marked failed with the reason, so the run's fail count is
+exact and nothing disappears silently.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from stream_app.records import ClusterContext, ScoreEvent, ValidatorRecord
+from stream_app.scoring import SCORING_VERSION, state_from_dict, state_to_dict, update
+
+
+def failed_event(run_id: str, vote_pubkey: str, error: str, *, identity_pubkey: str = "", epoch: int = 0,
+                 record: dict[str, object] | None = None) -> ScoreEvent:
+    return ScoreEvent(run_id=run_id, vote_pubkey=vote_pubkey, identity_pubkey=identity_pubkey, epoch=epoch,
+                      score=0.0, confidence=0.0, scoring_version=SCORING_VERSION, components=[], penalties=[],
+                      record=record, failed=True, error=error[:2000])
+
+
+def score_step(raw_state: bytes | None, record: ValidatorRecord,
+               context: ClusterContext | None) -> tuple[bytes | None, ScoreEvent]:
+    """Returns (new state bytes, or None to leave the table untouched; the event to emit)."""
+    def fail(why: str) -> tuple[None, ScoreEvent]:
+        return None, failed_event(record.run_id, record.vote_pubkey, why, identity_pubkey=record.identity_pubkey,
+                                  epoch=record.epoch, record=record.to_dict())
+
+    if context is None:
+        return fail(f"no cluster context for run {record.run_id}")
+    try:
+        state = state_from_dict(orjson.loads(raw_state)) if raw_state else None
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        return fail(f"stored scoring state is unreadable: {exc}")
+    try:
+        new_state, breakdown = update(state, record, context)
+    except (ValueError, TypeError, ArithmeticError, KeyError) as exc:
+        return fail(f"{type(exc).__name__}: {exc}")
+    new_raw = orjson.dumps(state_to_dict(new_state), option=orjson.OPT_NON_STR_KEYS) if breakdown.applied else None
+    return new_raw, breakdown.to_score_event(record)
