@@ -160,6 +160,8 @@ def build_cluster_context(
     config: ScoringConfig = DEFAULT_CONFIG,
 ) -> ClusterContext:
     """The cluster references for one run; the result does not depend on the order of `records`."""
+    # A canonical order makes float sums bit-identical however the run's records arrived.
+    records = sorted(records, key=lambda r: r.vote_pubkey)
     references = reference_credits(records, epoch)
     return ClusterContext(
         run_id=run_id,

@@ -32,9 +32,7 @@ def load_e752(run_id: str = "e752") -> tuple[list[ValidatorRecord], int]:
             observed_at=OBSERVED_AT,
             commission=int(a["commission"]),
             activated_stake=int(a["activatedStake"]),
-            epoch_credits=tuple(
-                (int(e), int(c), int(p)) for e, c, p in a["epochCredits"] if U64_MAX not in (e, c, p)
-            ),
+            epoch_credits=tuple((int(e), int(c), int(p)) for e, c, p in a["epochCredits"] if U64_MAX not in (e, c, p)),
             last_vote=int(a["lastVote"]),
             root_slot=a.get("rootSlot"),
             delinquent=delinquent,

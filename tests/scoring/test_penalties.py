@@ -91,7 +91,7 @@ def test_classic_rug_raise_then_revert_next_epoch() -> None:
 def test_boundary_rug_seen_only_in_the_applied_commission() -> None:
     # Polls never see the raise; getInflationReward says 10% was applied for epoch 101.
     reward = {"applied_commission": 10, "applied_commission_epoch": 101}
-    state, out = run([poll(100, 5), poll(101, 5, 0), poll(101, 5, 3), poll(102, 5, 0, **reward)])
+    _, out = run([poll(100, 5), poll(101, 5, 0), poll(101, 5, 3), poll(102, 5, 0, **reward)])
     assert kinds(out) == ["rug"]
     rug = out[-1].events[0]
     assert (rug.epoch, rug.old_commission, rug.new_commission, rug.applied_commission) == (101, 5, 10, 10)
