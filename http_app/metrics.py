@@ -1,0 +1,207 @@
+"""Every Prometheus metric of the web process, the RED middleware and `GET /metrics`.
+
+RED: `solstake_http_requests_total{method,route,code}` and `solstake_http_request_duration_seconds{method,route}`
+for every request (route = the matched route template, never the raw path), GraphQL operations by type and
+outcome, cache lookups, WebSocket connections and live subscriptions. Access-control counters (rate-limit
+rejections, auth failures) live in `http_app.access_metrics` and are exposed here too. The business gauges
+(validator count, freshness, completion rate, coverage, score distribution) are read from PostgreSQL at
+scrape time under a 1 s timeout and cached for 15 s (`stream_app.business`).
+
+The middleware also puts the request id on every log line written while a request is handled.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hmac
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+import http_app.access_metrics  # noqa: F401  (registers the access-control counters in this registry)
+from http_app.keys import DB_POOL, LIVE_HUB, SETTINGS
+from stream_app.business import BusinessCollector
+from stream_app.metrics_shared import FAST_BUCKETS, exposition, track_pool
+
+log = logging.getLogger("http_app.metrics")
+access_log = logging.getLogger("http_app.access")
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+QUIET_ROUTES = frozenset({"/metrics", "/health", "/healthz", "/readyz", "/health/db", "/health/redis",
+                          "/health/solana"})
+
+HTTP_REQUESTS = Counter(
+    "solstake_http_requests_total",
+    "HTTP requests answered, by method, route template (\"unmatched\" for unknown paths) and status code.",
+    ["method", "route", "code"],
+)
+HTTP_SECONDS = Histogram(
+    "solstake_http_request_duration_seconds",
+    "Time to answer an HTTP request (WebSocket sessions excluded), by method and route template.",
+    ["method", "route"],
+    buckets=FAST_BUCKETS,
+)
+HTTP_IN_FLIGHT = Gauge("solstake_http_requests_in_flight", "HTTP requests being answered right now.")
+
+GRAPHQL_REQUESTS = Counter(
+    "solstake_graphql_requests_total",
+    "GraphQL operations answered over HTTP, by operation type (query, mutation, subscription, unknown) and "
+    "outcome (ok, error, or the error code of a request refused before execution).",
+    ["operation", "outcome"],
+)
+GRAPHQL_SECONDS = Histogram(
+    "solstake_graphql_request_seconds",
+    "Time to answer a GraphQL request over HTTP, by where the answer came from: local (process cache), "
+    "redis (shared cache) or no (executed).",
+    ["cached"],
+    buckets=FAST_BUCKETS,
+)
+GRAPHQL_OPERATION_SECONDS = Histogram(
+    "solstake_graphql_operation_duration_seconds",
+    "Time to answer a GraphQL HTTP request, by operation type (query, mutation, unknown = refused before "
+    "the type was known).",
+    ["operation_type"],
+    buckets=FAST_BUCKETS,
+)
+CACHE_LOOKUPS = Counter(
+    "solstake_cache_lookups_total",
+    "GraphQL response-cache lookups, by tier (local process memory or redis) and result (hit or miss).",
+    ["tier", "result"],
+)
+WS_CONNECTIONS = Counter(
+    "solstake_ws_connections_total",
+    "WebSocket connections accepted on /graphql, by subprotocol (graphql-transport-ws or graphql-ws).",
+    ["protocol"],
+)
+WS_ACTIVE = Gauge("solstake_ws_connections_active", "WebSocket connections open right now.")
+SUBSCRIPTIONS_ACTIVE = Gauge(
+    "solstake_graphql_subscriptions_active",
+    "GraphQL subscriptions (live-update listeners) active right now in this process.",
+)
+SCRAPE_SECONDS = Histogram(
+    "solstake_metrics_scrape_duration_seconds",
+    "Time to build the /metrics answer, including the bounded refresh of the business gauges.",
+    buckets=FAST_BUCKETS,
+)
+
+BUSINESS = BusinessCollector(max_age=15.0, timeout=1.0)
+REGISTRY.register(BUSINESS)
+
+# The id of the request being handled, for log lines (see `_add_request_id`).
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _graphql_operation(request: web.Request, response: web.StreamResponse | None) -> str:
+    given = request.get("graphql_operation")
+    if isinstance(given, str) and given in ("query", "mutation", "subscription"):
+        return given
+    if response is not None and response.headers.get("X-Cache", "").startswith("HIT"):
+        return "query"  # only queries are ever cached
+    return "unknown"
+
+
+@web.middleware
+async def red_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Count, time and log every request; sits just inside the request-id middleware."""
+    token = REQUEST_ID.set(request.get("request_id"))
+    started = time.perf_counter()
+    method = request.method if request.method in METHODS else "OTHER"
+    route = _route(request)
+    websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+    status = 500
+    response: web.StreamResponse | None = None
+    HTTP_IN_FLIGHT.inc()
+    if websocket:
+        WS_ACTIVE.inc()
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        HTTP_IN_FLIGHT.dec()
+        HTTP_REQUESTS.labels(method, route, str(status)).inc()
+        if websocket:
+            WS_ACTIVE.dec()
+        else:
+            HTTP_SECONDS.labels(method, route).observe(elapsed)
+            if route == "/graphql":
+                GRAPHQL_OPERATION_SECONDS.labels(_graphql_operation(request, response)).observe(elapsed)
+        level = logging.DEBUG if route in QUIET_ROUTES and status < 500 else logging.INFO
+        access_log.log(level, "%s %s %d %.1f ms", request.method, route, status, elapsed * 1000,
+                       extra={"method": request.method, "route": route, "status": status,
+                              "duration_ms": round(elapsed * 1000, 2)})
+        REQUEST_ID.reset(token)
+
+
+_factory_installed = False
+
+
+def install_request_id_logging() -> None:
+    """Every log record created while a request is handled gets a `request_id` attribute (a JSON key)."""
+    global _factory_installed
+    if _factory_installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        request_id = REQUEST_ID.get()
+        if request_id is not None and not hasattr(record, "request_id"):
+            setattr(record, "request_id", request_id)  # noqa: B010
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _factory_installed = True
+
+
+def _authorized(request: web.Request) -> bool:
+    token = request.app[SETTINGS].metrics_token
+    if not token:
+        return True
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The Prometheus exposition of this process (bearer-protected when METRICS_TOKEN is set)."""
+    if not _authorized(request):
+        return web.json_response({"error": "metrics need the scrape token"}, status=401,
+                                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    started = time.perf_counter()
+    app = request.app
+    pool = app.get(DB_POOL)
+    if pool is not None:
+        track_pool(pool)
+        await BUSINESS.refresh(pool)
+    hub = app.get(LIVE_HUB)
+    if hub is not None:
+        SUBSCRIPTIONS_ACTIVE.set(hub.subscriber_count)
+    SCRAPE_SECONDS.observe(time.perf_counter() - started)
+    body, content_type = exposition(REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def setup_metrics(app: web.Application) -> None:
+    """Route `/metrics` and install the RED middleware right inside the request-id middleware."""
+    from http_app.errors import request_id_and_errors
+
+    app.router.add_get("/metrics", metrics)
+    position = 0
+    for index, middleware in enumerate(app.middlewares):
+        if middleware is request_id_and_errors:
+            position = index + 1
+    if red_middleware not in app.middlewares:
+        app.middlewares.insert(position, red_middleware)
+    install_request_id_logging()
