@@ -1,0 +1,45 @@
+"""Install access control into an app: one call for the objects and routes, one list of middlewares.
+
+    app = web.Application(middlewares=[request_id_and_errors, *access_middlewares()])
+    install_access_control(app, settings)     # needs app[REDIS] and app[DB_POOL] once started
+    ... add every other route ...
+    setup_cors(app, settings)                 # last: CORS is enabled per existing resource
+
+Middleware order: rate limit (reads the token without I/O to pick the tier and the client key, and asks
+Redis the deny-list question in the same round trip), then authentication (sets request["principal"]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from http_app.auth import ACCESS_CONTROL, AccessControl, authenticate
+from http_app.keys import REDIS
+from http_app.ratelimit import RATE_LIMITING, RateLimiting, rate_limit
+from http_app.routes_auth import setup_auth_routes
+from http_app.security import setup_cors, setup_security_headers
+from stream_app.settings import Settings
+
+__all__ = ["access_middlewares", "install_access_control", "setup_cors"]
+
+
+def access_middlewares() -> list[Middleware]:
+    return [rate_limit, authenticate]
+
+
+def install_access_control(app: web.Application, settings: Settings) -> None:
+    app[ACCESS_CONTROL] = AccessControl(settings)
+    app[RATE_LIMITING] = RateLimiting(settings)
+    setup_security_headers(app, settings)
+    setup_auth_routes(app)
+    app.cleanup_ctx.append(_attach_redis)
+
+
+async def _attach_redis(app: web.Application) -> AsyncIterator[None]:
+    """Runs after the app's own backing-services context has created app[REDIS]."""
+    app[ACCESS_CONTROL].attach(app[REDIS])
+    app[RATE_LIMITING].attach(app[REDIS])
+    yield

@@ -1,0 +1,264 @@
+"""Sliding-window rate limit on Redis: one Lua script, Redis's clock, exact counting.
+
+Each client (policy, IP + user) has a sorted set of the microsecond timestamps of its admitted requests.
+The script drops entries older than the window, admits the request only if fewer than `limit` remain (a
+refused request is not recorded, so hammering cannot grow the set), and reports when the oldest entry leaves.
+
+The same round trip can also answer two questions the request needs next, so the hot path costs one
+EVALSHA: is this token's `jti` on the logout deny-list, and what is in the response cache under a key.
+
+Redis unavailable: ordinary requests are let through without limit (`solstake_ratelimit_unavailable_total`
+{outcome="fail_open"} counts them); sign-in requests get 503 (`fail_closed`), since nonces need Redis anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from redis.exceptions import RedisError
+
+from http_app.access_metrics import RATE_LIMIT_REJECTIONS, RATE_LIMIT_UNAVAILABLE
+from http_app.auth import ACCESS_CONTROL, REDIS_UNAVAILABLE, REVOCATION_CHECKED
+from http_app.client_ip import client_ip
+from http_app.principal import ANONYMOUS, Principal
+from stream_app.settings import Settings
+
+SLIDING_WINDOW_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local log = KEYS[1]
+redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
+local used = redis.call('ZCARD', log)
+local allowed = 0
+if used < limit then
+  redis.call('ZADD', log, now, ARGV[3])
+  redis.call('PEXPIRE', log, math.ceil(window / 1000))
+  used = used + 1
+  allowed = 1
+end
+local reset = window
+local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
+if oldest[2] then reset = tonumber(oldest[2]) + window - now end
+local k = 2
+local revoked = 0
+if ARGV[4] == '1' then
+  revoked = redis.call('EXISTS', KEYS[k])
+  k = k + 1
+end
+local cached = false
+if ARGV[5] == '1' and allowed == 1 and revoked == 0 then cached = redis.call('GET', KEYS[k]) end
+return {allowed, used, reset, now, revoked, cached}
+"""
+
+RATE_LIMIT_MESSAGE = "Rate limit exceeded. Please try again later."
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    limit: int
+    window: float  # seconds
+
+
+@dataclass(frozen=True)
+class Policies:
+    anonymous: Policy
+    authenticated: Policy
+    signin: Policy
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policies:
+        return cls(
+            anonymous=Policy("anonymous", settings.rate_limit, settings.rate_window),
+            authenticated=Policy("authenticated", settings.rate_limit_authenticated, settings.rate_window),
+            signin=Policy("signin", settings.rate_limit_signin, settings.rate_window_signin),
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    policy: Policy
+    allowed: bool
+    used: int
+    reset_seconds: float  # until the oldest counted request leaves the window
+    redis_now: float  # Redis's clock, epoch seconds
+    revoked: bool | None  # None: not asked
+    cached: bytes | None
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.policy.limit - self.used)
+
+    @property
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self.reset_seconds))
+
+    def headers(self) -> dict[str, str]:
+        """X-RateLimit-* as in the seed (Reset = epoch milliseconds) and the IETF draft's fields (delta seconds)."""
+        reset_delta = max(0, math.ceil(self.reset_seconds))
+        return {
+            "X-RateLimit-Limit": str(self.policy.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(int((self.redis_now + self.reset_seconds) * 1000)),
+            "RateLimit-Policy": f'"{self.policy.name}";q={self.policy.limit};w={math.ceil(self.policy.window)}',
+            "RateLimit": f'"{self.policy.name}";r={self.remaining};t={reset_delta}',
+        }
+
+
+class SlidingWindowLimiter:
+    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._script = redis.register_script(SLIDING_WINDOW_LUA)
+        # Members must be unique per admitted request; a process tag + counter is cheaper than uuid4.
+        self._tag = os.urandom(6).hex()
+        self._counter = itertools.count()
+
+    def key(self, policy: Policy, client: str) -> str:
+        digest = hashlib.blake2b(client.encode(), digest_size=16).hexdigest()
+        return f"{self._prefix}:rl:{policy.name}:{digest}"
+
+    async def hit(
+        self, policy: Policy, client: str, *, revocation_key: str | None = None, cache_key: str | None = None
+    ) -> Verdict:
+        """Count one request of `client` under `policy`; raises RedisError/OSError when Redis fails."""
+        keys = [self.key(policy, client)]
+        if revocation_key is not None:
+            keys.append(revocation_key)
+        if cache_key is not None:
+            keys.append(cache_key)
+        member = f"{self._tag}:{next(self._counter)}"
+        window_us = int(policy.window * 1_000_000)
+        flags = [int(revocation_key is not None), int(cache_key is not None)]
+        args: list[int | str] = [policy.limit, window_us, member, *flags]
+        allowed, used, reset_us, now_us, revoked, cached = await self._script(keys=keys, args=args)
+        return Verdict(
+            policy=policy,
+            allowed=bool(allowed),
+            used=int(used),
+            reset_seconds=int(reset_us) / 1_000_000,
+            redis_now=int(now_us) / 1_000_000,
+            revoked=bool(revoked) if revocation_key is not None else None,
+            cached=cached,
+        )
+
+
+def too_many_requests(verdict: Verdict) -> web.Response:
+    headers = verdict.headers()
+    headers["Retry-After"] = str(verdict.retry_after)
+    body = {"error": "Too Many Requests", "message": RATE_LIMIT_MESSAGE, "retryAfter": verdict.retry_after}
+    return web.json_response(body, status=429, headers=headers)
+
+
+def limiter_unavailable() -> web.Response:
+    body = {"error": "Service Unavailable", "message": "Sign-in is unavailable right now. Please retry shortly."}
+    return web.json_response(body, status=503, headers={"Retry-After": "5"})
+
+
+# A hook the response cache can register: the cache key this request would be answered from (or None),
+# read in the limiter's round trip; the bytes found land in request[PREFETCHED_CACHE].
+CacheKeyHook = Callable[[web.Request, Principal], Awaitable[str | None]]
+CACHE_KEY_HOOK: web.AppKey[CacheKeyHook] = web.AppKey("ratelimit_cache_key_hook")
+# bytes | None; absent when nothing was looked up
+PREFETCHED_CACHE: web.RequestKey[bytes | None] = web.RequestKey("prefetched_cache")
+RATE_LIMIT_VERDICT = web.RequestKey("ratelimit_verdict", Verdict)
+
+
+async def count_request(
+    limiter: SlidingWindowLimiter, policy: Policy, client: str, *,
+    revocation_key: str | None = None, cache_key: str | None = None,
+) -> Verdict | None:
+    """The verdict, or None when Redis cannot be reached (the caller applies the policy's failure mode)."""
+    try:
+        return await limiter.hit(policy, client, revocation_key=revocation_key, cache_key=cache_key)
+    except (RedisError, OSError, TimeoutError):
+        outcome = "fail_closed" if policy.name == "signin" else "fail_open"
+        RATE_LIMIT_UNAVAILABLE.labels(policy.name, outcome).inc()
+        return None
+
+
+def record_rejection(policy: Policy) -> None:
+    RATE_LIMIT_REJECTIONS.labels(policy.name).inc()
+
+
+# Paths never limited: load-balancer probes and the metrics scraper.
+EXEMPT_PATHS = frozenset({"/metrics", "/health", "/healthz", "/readyz"})
+SIGNIN_PATH_PREFIX = "/auth/"
+
+
+class RateLimiting:
+    """The limiter, its tiers and the proxy setting of one app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.policies = Policies.from_settings(settings)
+        self.trusted_hops = settings.trusted_proxy_hops
+        self.prefix = settings.redis_prefix
+        self._limiter: SlidingWindowLimiter | None = None
+
+    def attach(self, redis: aioredis.Redis) -> None:
+        self._limiter = SlidingWindowLimiter(redis, self.prefix)
+
+    @property
+    def limiter(self) -> SlidingWindowLimiter:
+        if self._limiter is None:
+            raise RuntimeError("RateLimiting has no Redis client yet (the app has not started)")
+        return self._limiter
+
+    def policy_for(self, request: web.Request, signed_in: bool) -> Policy:
+        if request.path.startswith(SIGNIN_PATH_PREFIX):
+            return self.policies.signin
+        return self.policies.authenticated if signed_in else self.policies.anonymous
+
+    def client_address(self, request: web.Request) -> str:
+        return client_ip(request.remote, request.headers.getall("X-Forwarded-For", ()), self.trusted_hops)
+
+
+RATE_LIMITING: web.AppKey[RateLimiting] = web.AppKey("rate_limiting", RateLimiting)
+
+
+@web.middleware
+async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method == "OPTIONS" or request.path in EXEMPT_PATHS:
+        return await handler(request)
+    limiting = request.app[RATE_LIMITING]
+    control = request.app[ACCESS_CONTROL]
+    check = control.check_header(request)  # CPU only; a bad token still counts against its IP
+    user = check.token.user_id if check.token is not None else None
+    policy = limiting.policy_for(request, signed_in=user is not None)
+    client = f"{limiting.client_address(request)}|{user or '-'}"
+    revocation_key = control.revocation_key(check.token.jti) if check.token is not None else None
+    cache_key = None
+    hook = request.app.get(CACHE_KEY_HOOK)
+    if hook is not None and check.error is None and policy is not limiting.policies.signin:
+        principal = check.token.principal() if check.token is not None else ANONYMOUS
+        cache_key = await hook(request, principal)
+    verdict = await count_request(
+        limiting.limiter, policy, client, revocation_key=revocation_key, cache_key=cache_key
+    )
+    if verdict is None:
+        if policy is limiting.policies.signin:
+            return limiter_unavailable()
+        request[REDIS_UNAVAILABLE] = True
+        return await handler(request)
+    if not verdict.allowed:
+        record_rejection(policy)
+        return too_many_requests(verdict)
+    request[RATE_LIMIT_VERDICT] = verdict
+    if verdict.revoked is not None:
+        request[REVOCATION_CHECKED] = verdict.revoked
+    if cache_key is not None:
+        request[PREFETCHED_CACHE] = verdict.cached
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.update(verdict.headers())
+    return response
