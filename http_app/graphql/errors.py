@@ -50,8 +50,8 @@ async def coerce_error(exception: Exception, error: dict[str, Any]) -> dict[str,
             if key in error:
                 unavailable[key] = error[key]
         return unavailable
-    elif original is None or _is_graphql_error(original):
-        # Raised by the engine itself: argument/variable coercion, non-null violations, validation.
+    elif original is None or _is_graphql_error(original) or not error.get("path"):
+        # Raised by the engine itself before or outside resolvers: argument/variable coercion, validation.
         code = BAD_USER_INPUT if "rule" not in extensions else VALIDATION_FAILED
     else:
         log.error("resolver failed at %s", error.get("path"), exc_info=original)

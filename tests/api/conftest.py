@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
-import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
 from http_app.app import create_app
+from http_app.graphql.ws import WS_OPTIONS, WsOptions
 from stream_app.settings import Settings
 from tests.api.seed import Seeded, seed
 
@@ -23,19 +23,37 @@ async def seeded(db_pool: asyncpg.Pool) -> Seeded:
 
 
 @pytest.fixture
-async def api(aiohttp_client: Any, settings: Settings) -> AsyncIterator[TestClient]:
-    client: TestClient = await aiohttp_client(create_app(settings))
+def api_settings(settings: Settings) -> Settings:
+    # API tests send many requests: the rate limiter is tested by access control, not here.
+    return settings.with_overrides(rate_limit=1_000_000)
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, api_settings: Settings) -> AsyncIterator[TestClient]:
+    client: TestClient = await aiohttp_client(create_app(api_settings))
     yield client
 
 
-def token_for(settings: Settings, role: str, user_id: str = "1", wallet: str | None = None) -> str:
-    """A token as the access-control issue's /auth routes mint them (used once auth is installed)."""
-    from http_app.principal import ROLE_PERMISSIONS
+@pytest.fixture
+def make_api(aiohttp_client: Any, api_settings: Settings) -> ClientFactory:
+    """`await make_api(ws_options=..., **settings_overrides)`: a client of an app built for this test."""
 
-    claims = {"sub": user_id, "userId": user_id, "role": role, "permissions": sorted(ROLE_PERMISSIONS[role]),
-              "wallet": wallet, "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "typ": "access"}
-    assert settings.jwt_secret
-    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+    async def make(ws_options: WsOptions | None = None, **overrides: Any) -> TestClient:
+        app = create_app(api_settings.with_overrides(**overrides))
+        if ws_options is not None:
+            app[WS_OPTIONS] = ws_options
+        client: TestClient = await aiohttp_client(app)
+        return client
+
+    return make
+
+
+def bearer(settings: Settings, role: str, user_id: str = "1", wallet: str | None = None) -> dict[str, str]:
+    """An Authorization header with an access token minted by the access-control issue's own code."""
+    from http_app.tokens import Identity, Keyring, issue_access_token
+
+    identity = Identity(user_id=user_id, role=role, email=f"{role}@example.com", wallet_pubkey=wallet)
+    return {"Authorization": "Bearer " + issue_access_token(Keyring.from_settings(settings), identity)}
 
 
 async def gql(client: TestClient, query: str, variables: dict[str, Any] | None = None,
