@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from stream_app.settings import Settings, load_or_exit
 
 Handler = Callable[[argparse.Namespace, Settings], int]
+Configure = Callable[[argparse.ArgumentParser], None]
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -57,17 +58,27 @@ COMMANDS: dict[str, tuple[Handler, str]] = {
 }
 
 
+# Subcommands that take arguments say how to add them: name -> configure(its parser). Two-word commands
+# (`metrics summary`) are one subcommand with a positional action.
+ARGUMENTS: dict[str, Configure] = {}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="solstake", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_handler, help_text) in COMMANDS.items():
-        sub.add_parser(name, help=help_text)
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if name in ARGUMENTS:
+            ARGUMENTS[name](command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_or_exit()
+    from stream_app.logs import configure_logging
+
+    configure_logging(settings)
     handler, _help = COMMANDS[args.command]
     return handler(args, settings)
 
