@@ -22,11 +22,15 @@ CHANGELOG_TOPIC = f"{APP_ID}-{STATE_TABLE}-changelog"
 
 
 def broker_url(settings: Settings, redis_url: str) -> str:
-    """STREAM_BROKER when set, else our Redis transport on REDIS_URL with every key under REDIS_PREFIX."""
+    """STREAM_BROKER when set, else our Redis transport on REDIS_URL with every key under REDIS_PREFIX.
+
+    Records are trimmed after STREAM_RETENTION: a dev cluster produces ~7 MB of records and scores per run.
+    """
     if settings.stream_broker:
         return settings.stream_broker
     separator = "&" if "?" in redis_url else "?"
-    return f"{redis_url}{separator}prefix={settings.redis_prefix}"
+    retention_ms = int(settings.effective_stream_retention * 1000)
+    return f"{redis_url}{separator}prefix={settings.redis_prefix}&retention_ms={retention_ms}"
 
 
 @dataclass

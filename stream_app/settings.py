@@ -146,6 +146,8 @@ class Settings:
     fetch_interval: float | None = _env("FETCH_INTERVAL", _positive_float, "seconds between fetch cycles")
     run_timeout: float = _env("RUN_TIMEOUT", _positive_float, "seconds before an unfinished run is partial")
     stream_partitions: int = _env("STREAM_PARTITIONS", _positive_int, "partitions of validator-records")
+    stream_retention: float | None = _env("STREAM_RETENTION", _positive_float,
+                                          "seconds records stay on the pipeline topics")
     worker_metrics_port: int = _env("WORKER_METRICS_PORT", _port, "Prometheus port of each worker")
     # Web
     port: int = _env("PORT", _port, "HTTP port of the web process")
@@ -185,6 +187,13 @@ class Settings:
         if self.fetch_interval is not None:
             return self.fetch_interval
         return 6 * 3600.0 if self.production else 30.0
+
+    @property
+    def effective_stream_retention(self) -> float:
+        """Long enough for a stopped worker to catch up on the last runs, short enough for Redis memory."""
+        if self.stream_retention is not None:
+            return self.stream_retention
+        return max(2 * self.run_timeout, 2 * self.effective_fetch_interval)
 
     @property
     def embedded_dir(self) -> Path:
@@ -286,6 +295,7 @@ _DEFAULTS: dict[str, Any] = {
     "fetch_interval": None,
     "run_timeout": 300.0,
     "stream_partitions": 4,
+    "stream_retention": None,
     "worker_metrics_port": 9108,
     "port": 3007,
     "host": "0.0.0.0",
