@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import binascii
 import json
+import os
+import secrets
 import time
 import uuid
 from collections.abc import Mapping
@@ -69,10 +71,8 @@ class Keyring:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Keyring:
-        if settings.jwt_secret is None:
-            raise ValueError("JWT_SECRET is not set; tokens can be neither issued nor verified")
         return cls(
-            keys={"k1": settings.jwt_secret.encode()},
+            keys={"k1": jwt_secret(settings)},
             active_kid="k1",
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
@@ -80,6 +80,32 @@ class Keyring:
             refresh_ttl=settings.jwt_refresh_expiry,
             leeway=settings.jwt_leeway,
         )
+
+
+DEV_SECRET_FILE = "dev-jwt-secret"
+
+
+def jwt_secret(settings: Settings) -> bytes:
+    """JWT_SECRET; in development without one, a random secret kept in the data dir (shared by web and CLI)."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.encode()
+    if settings.production:
+        raise ValueError("JWT_SECRET is required when SOLSTAKE_PROFILE=production")
+    path = settings.embedded_dir / DEV_SECRET_FILE
+    if not path.exists():
+        # Written aside then linked into place, so a concurrent reader never sees a half-written file.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"{path.name}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process won; use its secret
+        finally:
+            draft.unlink()
+    return path.read_text().strip().encode()
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,20 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from http_app.token_cli import print_tokens
+
+    return print_tokens(args, settings)
+
+
+def _token_arguments(parser: argparse.ArgumentParser) -> None:
+    from http_app.token_cli import configure
+
+    configure(parser)
+
+
 COMMANDS: dict[str, tuple[Handler, str]] = {
+    "token": (cmd_token, "print test access tokens, one per role (--role admin: just that one)"),
     "migrate": (cmd_migrate, "apply pending database migrations"),
     "run": (cmd_run, "start the whole system (embedded PostgreSQL/Redis when unset)"),
 }
@@ -60,7 +73,9 @@ COMMANDS: dict[str, tuple[Handler, str]] = {
 
 # Subcommands that take arguments say how to add them: name -> configure(its parser). Two-word commands
 # (`metrics summary`) are one subcommand with a positional action.
-ARGUMENTS: dict[str, Configure] = {}
+ARGUMENTS: dict[str, Configure] = {
+    "token": _token_arguments,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 
 from http_app.principal import ROLE_PERMISSIONS
-from tests.auth.conftest import AppFactory
 from stream_app.embedded import EmbeddedRedis
+from tests.auth.conftest import AppFactory
 
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Policy", "RateLimit")
 
