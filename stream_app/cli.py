@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from stream_app import pipeline_cli
 from stream_app.settings import Settings, load_or_exit
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -31,27 +31,6 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
-def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    """Start the backing services (embedded when unset), apply migrations, keep running until Ctrl-C."""
-    from migrations import migrate
-    from stream_app.runtime import services
-
-    async def run() -> int:
-        async with services(settings) as urls:
-            await migrate(urls.database_url)
-            print(f"sol-stake: PostgreSQL {urls.database_url}\nsol-stake: Redis      {urls.redis_url}")
-            print("sol-stake: running; press Ctrl-C to stop", flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-            print("sol-stake: stopping", flush=True)
-        return 0
-
-    return asyncio.run(run())
-
-
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from http_app.token_cli import print_tokens
 
@@ -67,7 +46,10 @@ def _token_arguments(parser: argparse.ArgumentParser) -> None:
 COMMANDS: dict[str, tuple[Handler, str]] = {
     "token": (cmd_token, "print test access tokens, one per role (--role admin: just that one)"),
     "migrate": (cmd_migrate, "apply pending database migrations"),
-    "run": (cmd_run, "start the whole system (embedded PostgreSQL/Redis when unset)"),
+    "run": (pipeline_cli.cmd_run, "start every Procfile process (embedded PostgreSQL/Redis when unset)"),
+    "fetch": (pipeline_cli.cmd_fetch, "ask the leader worker for a fetch cycle (a scoring run) now"),
+    "status": (pipeline_cli.cmd_status, "stream lengths, consumer lag, workers and the last runs"),
+    "verify": (pipeline_cli.cmd_verify, "check the database: counts, orphans, run consistency"),
 }
 
 
@@ -75,6 +57,8 @@ COMMANDS: dict[str, tuple[Handler, str]] = {
 # (`metrics summary`) are one subcommand with a positional action.
 ARGUMENTS: dict[str, Configure] = {
     "token": _token_arguments,
+    "run": pipeline_cli.configure_run,
+    "fetch": pipeline_cli.configure_fetch,
 }
 
 
