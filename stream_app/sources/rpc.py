@@ -9,9 +9,10 @@ validated with `solders` (in `parse.py`).
     async with RpcClient(["http://127.0.0.1:8899"]) as rpc:
         info = await rpc.call("getEpochInfo")
 
-What is retried (each retry moves to the next URL, waiting exponential backoff with full jitter, and never
-earlier than a URL's own Retry-After): connection errors, timeouts, HTTP 5xx/408/429, truncated or non-JSON
-bodies, JSON-RPC "node unhealthy/behind" errors, and answers the caller's `check` rejects as stale.
+What is retried (each retry moves to the next URL; a URL already tried in this call is retried after
+exponential backoff with full jitter, and never earlier than its own Retry-After): connection errors,
+timeouts, HTTP 5xx/408/429, truncated or non-JSON bodies, JSON-RPC "node unhealthy/behind" errors, and
+answers the caller's `check` rejects as stale.
 What is not: other HTTP 4xx, other JSON-RPC errors, a body over the size bound. Every failure surfaces as an
 `RpcError` subclass naming the method, the URL and the cause.
 """
@@ -211,12 +212,14 @@ class RpcClient:
         """`result` of one JSON-RPC call, after retries and failover. `check(result)` may raise StaleAnswer."""
         attempts = self.max_retries + 1
         last: RpcError | None = None
+        tried: Counter[int] = Counter()
         for attempt in range(attempts):
             index = self._pick(attempt)
             endpoint = self.endpoints[index]
             wait = max(endpoint.not_before - time.monotonic(), 0.0)
-            if attempt:
-                wait = max(wait, backoff_delay(attempt, self.backoff_base, self.backoff_cap, self._rng))
+            if tried[index]:  # a URL that failed this call: back off; a fresh one is tried at once
+                wait = max(wait, backoff_delay(tried[index], self.backoff_base, self.backoff_cap, self._rng))
+            tried[index] += 1
             if wait > 0:
                 self.stats.waits.append(wait)
                 await self._sleep(wait)
