@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from http_app.access import access_middlewares, install_access_control, setup_cors
 from http_app.cache import ResponseCache, setup_cache_routes
 from http_app.errors import request_id_and_errors
 from http_app.graphql.engine import create_executor
@@ -38,11 +39,10 @@ CLIENT_MAX_SIZE = 1024 * 1024
 
 
 def _middlewares() -> list[Middleware]:
-    middlewares: list[Middleware] = [request_id_and_errors]
-    # --- 2. security headers / CORS: access control installs here ---
-    # --- 3. rate limit: access control installs here ---
-    # --- 4. authentication (sets request["principal"]): access control installs here ---
-    return middlewares
+    # 1. request id + errors (setup_metrics slots its RED middleware right after it);
+    # 2. security headers are a response signal and CORS a router wrapper, both set by access control;
+    # 3. rate limit and 4. authentication come from access_middlewares().
+    return [request_id_and_errors, *access_middlewares()]
 
 
 def create_app(settings: Settings, *, schema_name: str = "solstake") -> web.Application:
@@ -55,11 +55,13 @@ def create_app(settings: Settings, *, schema_name: str = "solstake") -> web.Appl
     app.cleanup_ctx.append(_backing_services)
     app.cleanup_ctx.append(_live_updates)
 
+    install_access_control(app, settings)  # also adds /auth/* routes and security headers
     setup_health(app)
     setup_metrics(app)
     setup_cache_routes(app)
     setup_graphql(app)
-    # --- REST routes of other areas (e.g. /auth/*) are added here ---
+    # --- REST routes of other areas are added here ---
+    setup_cors(app, settings)  # last: CORS is enabled per existing resource
     return app
 
 

@@ -220,7 +220,7 @@ async def graphql_http(request: web.Request) -> web.StreamResponse:
     except RequestError as err:
         return error_response(request, media, err)
 
-    cacheable = operation == "query"
+    cacheable = operation == "query" and analyze(query).cacheable
     redis_key = ""
     if cacheable:
         redis_key = cache.redis_key(principal.scope, operation_name, analyze(query).normalized, variables_key)

@@ -40,6 +40,8 @@ OPERATION_TIMEOUT = 10.0
 MAX_BATCH = 1  # JSON array batching is refused
 
 SCHEMA_VERSION = hashlib.sha256(SDL_PATH.read_bytes()).hexdigest()[:10]
+# Answers that must never be shared: live counters, or data of one user (scopes are per role, not user).
+UNCACHEABLE_ROOTS = frozenset({"cacheStatus", "systemStats", "myStakeAccounts"})
 _SUGGESTION = re.compile(r"\s*Did you mean .*\?$")
 
 
@@ -58,6 +60,7 @@ class Analysis:
     introspection: bool = False
     problem: Problem | None = None
     suggestions_stripped: tuple[str, ...] = ()
+    cacheable: bool = True  # no root field in UNCACHEABLE_ROOTS, no introspection
 
     def operation_type(self, name: str | None) -> str | None:
         if name is None and len(self.operations) == 1:
@@ -85,6 +88,7 @@ def analyze(query: str) -> Analysis:
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     operations: dict[str | None, str] = {}
     introspection = False
+    roots_seen: set[str] = set()
     for definition in document.definitions:
         if not isinstance(definition, OperationDefinitionNode):
             continue
@@ -93,7 +97,7 @@ def analyze(query: str) -> Analysis:
         walk = _Walk(fragments)
         walk.selection_set(definition.selection_set, 1)
         introspection = introspection or walk.introspection
-        roots = _count_roots(definition.selection_set, fragments)
+        roots = _count_roots(definition.selection_set, fragments, roots_seen)
         problem = None
         if walk.max_depth > MAX_DEPTH:
             problem = f"query depth {walk.max_depth} exceeds the limit of {MAX_DEPTH}"
@@ -103,7 +107,8 @@ def analyze(query: str) -> Analysis:
             problem = f"{roots} root fields exceed the limit of {MAX_ROOT_FIELDS}"
         if problem:
             return Analysis(operations, problem=Problem(QUERY_TOO_COMPLEX, (problem,)))
-    return Analysis(operations, normalized=print_ast(document), introspection=introspection)
+    cacheable = not introspection and not (roots_seen & UNCACHEABLE_ROOTS)
+    return Analysis(operations, normalized=print_ast(document), introspection=introspection, cacheable=cacheable)
 
 
 class _Walk:
@@ -136,15 +141,16 @@ class _Walk:
                     self._visiting.discard(name)
 
 
-def _count_roots(node: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode]) -> int:
+def _count_roots(node: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode], seen: set[str]) -> int:
     count = 0
     for selection in node.selections:
         if isinstance(selection, FieldNode):
             count += 1
+            seen.add(selection.name.value)
         elif isinstance(selection, InlineFragmentNode):
-            count += _count_roots(selection.selection_set, fragments)
+            count += _count_roots(selection.selection_set, fragments, seen)
         elif isinstance(selection, FragmentSpreadNode) and selection.name.value in fragments:
-            count += _count_roots(fragments[selection.name.value].selection_set, fragments)
+            count += _count_roots(fragments[selection.name.value].selection_set, fragments, seen)
     return count
 
 

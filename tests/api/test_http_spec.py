@@ -110,7 +110,8 @@ async def test_page_size_capped(api: TestClient, seeded: Seeded) -> None:
 
 async def test_depth_limit(api: TestClient) -> None:
     # validators > latestTrustScore > validator > latestTrustScore > validator > latestTrustScore > id = 7
-    deep = "{ validators { latestTrustScore { validator { latestTrustScore { validator { latestTrustScore { id } } } } } } }"
+    deep = ("{ validators { latestTrustScore { validator { latestTrustScore { validator { latestTrustScore"
+            " { id } } } } } } }")
     status, body = await gql(api, deep)
     assert status == 400 and codes(body) == ["QUERY_TOO_COMPLEX"]
     assert f"limit of {MAX_DEPTH}" in body["errors"][0]["message"]
