@@ -262,7 +262,11 @@ class Consumer(base.Consumer):
     async def _read(self, tps: list[TP], timeout: float) -> dict[TP, list[RedisRecord]]:  # noqa: ASYNC109
         keys = self.transport.keys
         options = self.transport.options
-        requested = {tp: self._positions[tp] for tp in tps}
+        # positions may have been dropped by a rebalance while we awaited
+        requested = {tp: pos for tp in tps if (pos := self._positions.get(tp)) is not None}
+        if not requested:
+            return {}
+        tps = list(requested)
         by_key = {keys.stream(tp.topic, tp.partition).encode(): tp for tp in tps}
         streams: Any = {keys.stream(tp.topic, tp.partition): f"{requested[tp]}-0" for tp in tps}
         block = max(1, min(int(timeout * 1000), options.block_ms))
