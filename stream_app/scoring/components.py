@@ -6,7 +6,7 @@ s_hat = (n*s + kappa*prior) / (n + kappa), so a validator with little evidence s
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 import math
 
 from stream_app.records import ClusterContext, ValidatorRecord
@@ -187,17 +187,23 @@ def stake_concentration(record: ValidatorRecord, ctx: ClusterContext) -> Measure
     )
 
 
+@functools.lru_cache(maxsize=8192)
 def ip_prefix(ip: str | None, bits: int) -> str | None:
-    """ "a.b.0.0/16" for an IPv4 gossip address (None when absent or not IPv4)."""
+    """ "a.b.0.0/16" for an IPv4 gossip address, with or without ":port" (None when absent or not IPv4)."""
     if not ip:
         return None
-    try:
-        address = ipaddress.ip_address(ip.split(":")[0] if ip.count(":") == 1 else ip)
-    except ValueError:
+    host = ip.rsplit(":", 1)[0] if ip.count(":") == 1 else ip
+    octets = host.split(".")
+    if len(octets) != 4 or not all(o.isdigit() and len(o) <= 3 for o in octets):
         return None
-    if address.version != 4:
-        return None
-    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
+    value = 0
+    for octet in octets:
+        number = int(octet)
+        if number > 255:
+            return None
+        value = value << 8 | number
+    network = value & (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF
+    return ".".join(str(network >> shift & 0xFF) for shift in (24, 16, 8, 0)) + f"/{bits}"
 
 
 def infrastructure_concentration(record: ValidatorRecord, ctx: ClusterContext, config: ScoringConfig) -> Measurement:
@@ -218,7 +224,9 @@ def infrastructure_concentration(record: ValidatorRecord, ctx: ClusterContext, c
 # --- software version -------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_version(version: str | None) -> tuple[int, ...] | None:
+    """(major, minor, patch) of "2.1.14" or "0.403.20113"; None for an absent or unparseable version."""
     if not version:
         return None
     parts = []

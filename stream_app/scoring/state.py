@@ -46,13 +46,13 @@ class ValidatorState:
     repeat_offender_since: int | None = None
 
     def copy(self) -> ValidatorState:
-        clone = ValidatorState(**{f.name: getattr(self, f.name) for f in fields(self)})
+        clone = ValidatorState(**{name: getattr(self, name) for name in FIELD_NAMES})
         clone.commission_epochs = {e: list(v) for e, v in self.commission_epochs.items()}
         clone.rugs = [list(r) for r in self.rugs]
         return clone
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {name: getattr(self, name) for name in FIELD_NAMES}
         data["commission_epochs"] = {str(e): list(v) for e, v in self.commission_epochs.items()}
         data["rugs"] = [list(r) for r in self.rugs]
         return data
@@ -61,8 +61,7 @@ class ValidatorState:
     def from_dict(cls, data: Any) -> ValidatorState:
         if not isinstance(data, dict):
             raise RecordError(f"ValidatorState: expected an object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        unknown = data.keys() - FIELD_SET
         if unknown:
             raise RecordError(f"ValidatorState: unknown fields {sorted(unknown)}")
         try:
@@ -75,6 +74,10 @@ class ValidatorState:
             raise RecordError(f"ValidatorState: {exc}") from None
         _check_types(state)
         return state
+
+
+FIELD_NAMES = tuple(f.name for f in fields(ValidatorState))
+FIELD_SET = frozenset(FIELD_NAMES)
 
 
 def _commission_epoch(value: Any) -> CommissionEpoch:

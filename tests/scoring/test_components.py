@@ -214,3 +214,19 @@ def test_track_record_uses_the_larger_of_counted_epochs_and_lifetime_credits() -
 def test_contributions_sum_to_the_base_score() -> None:
     _, breakdown = update(ValidatorState(), make_record(), make_context())
     assert sum(c.contribution for c in breakdown.components) == pytest.approx(breakdown.base_score)
+
+
+@pytest.mark.parametrize(
+    ("ip", "bits", "expected"),
+    [
+        ("65.21.8.9", 16, "65.21.0.0/16"),
+        ("65.21.8.9:8001", 16, "65.21.0.0/16"),
+        ("1.2.3.4", 24, "1.2.3.0/24"),
+        ("::1", 16, None),
+        ("300.1.1.1", 16, None),
+        ("1.2.3", 16, None),
+        (None, 16, None),
+    ],
+)
+def test_ip_prefix(ip: str | None, bits: int, expected: str | None) -> None:
+    assert comp.ip_prefix(ip, bits) == expected
