@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from stream_app import metrics
+from stream_app import metrics, runlog
 from stream_app.app import StreamApp
 from stream_app.contexts import ContextCache
 from stream_app.db import create_pool
@@ -127,9 +127,12 @@ class Pipeline:
             metrics.BAD_MESSAGES.labels("validator-records").inc()
             ids = identify(value)
             if ids is None:
-                log.error("unreadable validator-records message (key %r): %s", key, exc)
+                log.error("unreadable validator-records message (key %r): %s", key, exc,
+                          extra={"phase": "score", "validator": _text(key)})
                 await self.stream.dead_letters.send(key=key, value=value if isinstance(value, bytes) else None)
                 return None
+            log.warning("malformed record of validator %s in run %s: %s", ids[1], ids[0], exc,
+                        extra={"phase": "score", "run_id": ids[0], "validator": ids[1]})
             return failed_event(ids[0], ids[1], f"malformed record: {exc}")
         contexts = await self.contexts()
         if isinstance(message, HeaderMessage):
@@ -140,6 +143,9 @@ class Pipeline:
         table = self.stream.state
         state_key = record.vote_pubkey.encode()
         new_state, event = score_step(table.get(state_key), record, context)
+        if event.failed:
+            log.warning("scoring validator %s failed in run %s: %s", record.vote_pubkey, record.run_id, event.error,
+                        extra={"phase": "score", "run_id": record.run_id, "validator": record.vote_pubkey})
         if new_state is not None:
             table[state_key] = new_state
         metrics.RECORDS_SCORED.labels("failed" if event.failed else "ok").inc()
@@ -166,6 +172,8 @@ class Pipeline:
                 result = await persist_scores(res.pool, events)
                 metrics.PERSIST_SECONDS.observe(time.perf_counter() - started)
                 metrics.SCORES_PERSISTED.inc(result.stored)
+                metrics.observe_runs(result.runs)
+                runlog.batch_written(result)
                 return result
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as exc:
                 metrics.PERSIST_RETRIES.inc()
@@ -216,6 +224,12 @@ def register(stream: StreamApp, pipeline: Pipeline) -> None:
     @app.timer(1.0, on_leader=True, name="fetch_cycle")
     async def fetch_cycle() -> None:
         await pipeline.fetch_tick()
+
+
+def _text(key: Any) -> str | None:
+    if isinstance(key, bytes):
+        return key.decode(errors="replace")[:64]
+    return None if key is None else str(key)[:64]
 
 
 async def _ack(stream: Any, batch: Sequence[Any]) -> None:

@@ -20,11 +20,12 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
-from stream_app import live
+from stream_app import live, metrics
 from stream_app.contexts import store_context
 from stream_app.records import ClusterContext, RunHeader, ValidatorRecord
 from stream_app.rpc_fallback import read_fallback
 from stream_app.runs import RunProgress, close_overdue_runs, fail_run, open_run, seconds_since_last_attempt
+from stream_app.schedule import fetch_interval
 from stream_app.scoring import SCORING_VERSION, build_cluster_context
 from stream_app.settings import Settings
 from stream_app.sources.rpc import RpcClient
@@ -112,7 +113,7 @@ class Fetcher:
         return None
 
     async def due(self) -> bool:
-        interval = self.settings.effective_fetch_interval
+        interval = await fetch_interval(self.redis, self.settings)  # `solstake schedule set` applies live
         if time.monotonic() - self._last_attempt < interval and self._last_attempt:
             return False
         async with self.pool.acquire() as conn:
@@ -122,9 +123,13 @@ class Fetcher:
     async def sweep(self) -> list[RunProgress]:
         async with self.pool.acquire() as conn:
             closed = await close_overdue_runs(conn, self.settings.run_timeout)
+        metrics.observe_runs(closed)
         for progress in closed:
             log.warning("run %s closed as %s after RUN_TIMEOUT (%d ok, %d failed of %d)", progress.run_id,
-                        progress.status, progress.success_count, progress.fail_count, progress.validator_count)
+                        progress.status, progress.success_count, progress.fail_count, progress.validator_count,
+                        extra={"run_id": progress.run_id, "phase": "sweep", "status": progress.status,
+                               "progress": f"{progress.success_count + progress.fail_count}/"
+                                           f"{progress.validator_count}"})
             await self._announce(progress.live_event())
         return closed
 
@@ -148,6 +153,7 @@ class Fetcher:
         try:
             snap = await self.snapshot(run_id)
         except Exception as exc:  # any failure of the fetch is recorded, whatever raised it
+            metrics.observe_rpc_failure(exc)
             return await self._fail(run_id, f"fetch failed: {type(exc).__name__}: {exc}", trigger, actor, started)
         fetched = time.time()
         if not snap.records:
@@ -164,7 +170,7 @@ class Fetcher:
                               "fail_count": 0, "validator_count": header.expected_count})
         if snap.failures or snap.warnings:
             log.warning("run %s: %d vote accounts unusable, warnings: %s", run_id, len(snap.failures),
-                        "; ".join(snap.warnings) or "none")
+                        "; ".join(snap.warnings) or "none", extra={"run_id": run_id, "phase": "fetch"})
         try:
             await self.produce(header, context, records)
         except Exception as exc:
@@ -172,15 +178,18 @@ class Fetcher:
             return await self._fail(run_id, reason, trigger, actor, started, expected=len(records))
         produced = time.time()
         log.info("run %s: %d records on the stream (fetch %.2f s, produce %.2f s, epoch %d, source %s)", run_id,
-                 len(records), fetched - started, produced - fetched, header.epoch, header.source)
+                 len(records), fetched - started, produced - fetched, header.epoch, header.source,
+                 extra={"run_id": run_id, "phase": "fetch", "trigger": trigger, "records": len(records),
+                        "epoch": header.epoch, "source": header.source})
         return CycleOutcome(run_id, "running", len(records), None, fetched - started, produced - fetched)
 
     async def _fail(self, run_id: str, reason: str, trigger: str, actor: str | None, started: float,
                     *, expected: int = 0) -> CycleOutcome:
-        log.error("run %s failed: %s", run_id, reason)
+        log.error("run %s failed: %s", run_id, reason, extra={"run_id": run_id, "phase": "fetch", "trigger": trigger})
         async with self.pool.acquire() as conn:
             progress = await fail_run(conn, run_id, reason, trigger=trigger, source=",".join(self.rpc_urls),
                                       started_at=started, actor=actor or "system:pipeline")
+        metrics.observe_runs([progress])
         await self._announce(progress.live_event())
         return CycleOutcome(run_id, "failed", expected, reason, time.time() - started)
 

@@ -7,7 +7,6 @@ the in-flight batch is written and committed, the worker leaves the group, and i
 from __future__ import annotations
 
 import logging
-import sys
 
 import faust
 
@@ -18,9 +17,11 @@ def build(settings: Settings, database_url: str, redis_url: str) -> faust.App:
     """The Faust app with agents registered (importable by tests and benches)."""
     from stream_app.agents import Pipeline, register
     from stream_app.app import create_stream_app
+    from stream_app.metrics import install_worker_metrics
 
     stream = create_stream_app(settings, redis_url)
     register(stream, Pipeline(settings, database_url, redis_url, stream))
+    install_worker_metrics(stream.app, settings, redis_url)  # Faust sensor + stream lag/backlog gauges
     return stream.app
 
 
@@ -28,10 +29,10 @@ def main() -> None:
     settings = load_or_exit()
     from prometheus_client import start_http_server
 
+    from stream_app.logs import configure_logging
     from stream_app.runtime import resolve_embedded
 
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout)
+    configure_logging(settings)  # JSON in production, console in development; secrets masked
     urls, _embedded = resolve_embedded(settings)  # explicit URLs under `solstake run`; embedded when alone
     app = build(settings, urls.database_url, urls.redis_url)
     try:
