@@ -9,6 +9,7 @@ import uvloop
 from aiohttp import web
 
 from http_app.app import create_app
+from stream_app.logs import configure_logging
 from stream_app.runtime import services
 from stream_app.settings import Settings, load_or_exit
 
@@ -29,7 +30,7 @@ async def serve(settings: Settings) -> None:
 
 def main() -> None:
     settings = load_or_exit()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)  # JSON in production, console in development; request id on request logs
     uvloop.install()
     try:
         asyncio.run(serve(settings))
