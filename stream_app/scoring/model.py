@@ -89,15 +89,19 @@ def fold_vote_epochs(
 ) -> None:
     """Commit finished epochs newer than the last committed one; gaps between entries earned zero."""
     finished = sorted((e, c - p) for e, c, p in record.epoch_credits if e < record.epoch)
+    newest_reference = max((int(e) for e in ctx.reference_credits), default=-1)
     previous: int | None = None
     for epoch, earned in finished:
         if epoch > state.vote_epoch:
-            reference = ctx.reference_credits.get(str(epoch))
-            if not reference or reference <= 0:
+            if epoch > newest_reference:
                 return  # wait for a context that knows this epoch; later epochs must not jump ahead
             if previous is not None:
                 _commit_gap(state, max(previous, state.vote_epoch) + 1, epoch, config)
-            _commit_vote_epoch(state, epoch, max(0, earned) / reference, config)
+            reference = ctx.reference_credits.get(str(epoch))
+            if reference and reference > 0:
+                _commit_vote_epoch(state, epoch, max(0, earned) / reference, config)
+            else:  # older than the context's window: it can never be compared, skip it for good
+                state.vote_epoch = epoch
         previous = epoch
     if previous is not None:
         # No entry after `previous` although epochs finished since: the account earned nothing in them.

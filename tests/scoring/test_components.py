@@ -230,3 +230,21 @@ def test_contributions_sum_to_the_base_score() -> None:
 )
 def test_ip_prefix(ip: str | None, bits: int, expected: str | None) -> None:
     assert comp.ip_prefix(ip, bits) == expected
+
+
+def test_long_silent_validator_gets_zero_epochs_not_the_prior() -> None:
+    # Last entries 80..84, far older than the context's references (96..100): those entries cannot be
+    # compared and are skipped; the epochs since without any entry earned nothing (capped at 10).
+    history = credits_history([REFERENCE] * 5, 84)
+    state, breakdown = update(None, make_record(epoch_credits=history, delinquent=True), make_context())
+    assert state.vote_n == 10 and state.vote_ewma == 0.0 and state.vote_epoch == EPOCH - 1
+    vote = breakdown.component(names.VOTE).measurement
+    assert vote.score == pytest.approx((10 * 0.0 + 0.5 * 0.0 + 3 * 0.9) / (10.5 + 3))  # current epoch: 0 too
+
+
+def test_an_epoch_newer_than_the_context_waits() -> None:
+    ctx = make_context(reference_credits={str(e): REFERENCE for e in range(EPOCH - 4, EPOCH - 1)})
+    state, _ = update(None, make_record(), ctx)
+    assert state.vote_epoch == EPOCH - 2 and state.vote_n == 3  # 99 is not in the context yet
+    state, _ = update(state, make_record(slot=make_record().slot + 1), make_context())
+    assert state.vote_epoch == EPOCH - 1 and state.vote_n == 4
