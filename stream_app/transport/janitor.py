@@ -89,7 +89,7 @@ async def trim_partition(client: aioredis.Redis, keys: KeySpace, tp: TP, retenti
     floor = retention_floor([(int(score), int(member)) for member, score in raw], now_ms, retention_ms)
     if floor is None or floor <= 0:
         return 0
-    trimmed = int(await client.xtrim(keys.stream(tp.topic, tp.partition), minid=floor))
+    trimmed = int(await client.xtrim(keys.stream(tp.topic, tp.partition), minid=floor, approximate=False))
     await client.zremrangebyscore(ckey, "-inf", now_ms - retention_ms - 1)
     await client.zadd(ckey, {str(floor): now_ms - retention_ms})  # keep the floor reachable next time
     return trimmed
