@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Callable, Sequence
 
-from stream_app import pipeline_cli
+from stream_app import ops, pipeline_cli
 from stream_app.settings import Settings, load_or_exit
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[Handler, str]] = {
     "fetch": (pipeline_cli.cmd_fetch, "ask the leader worker for a fetch cycle (a scoring run) now"),
     "status": (pipeline_cli.cmd_status, "stream lengths, consumer lag, workers and the last runs"),
     "verify": (pipeline_cli.cmd_verify, "check the database: counts, orphans, run consistency"),
+    **ops.COMMANDS,  # metrics summary|health|prometheus, stream monitor, score all, schedule, db verify
 }
 
 
@@ -59,6 +60,7 @@ ARGUMENTS: dict[str, Configure] = {
     "token": _token_arguments,
     "run": pipeline_cli.configure_run,
     "fetch": pipeline_cli.configure_fetch,
+    **ops.ARGUMENTS,
 }
 
 

@@ -56,6 +56,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 # --- fetch ----------------------------------------------------------------------------------------------
 
 def configure_fetch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("when", nargs="?", choices=("now",), default="now",
+                        help="`solstake fetch now` reads like the seed's `queue:add fetch` (optional)")
     parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                         help="wait up to this long for the run to finish and print its counts")
     parser.add_argument("--actor", default="cli", help="recorded in the audit log")
