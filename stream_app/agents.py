@@ -67,6 +67,7 @@ class Pipeline:
         self._lock = asyncio.Lock()
         self._contexts: ContextCache | None = None
         self._fetcher: Fetcher | None = None
+        self._tick: asyncio.Future[None] | None = None
 
     async def resources(self) -> Resources:
         async with self._lock:
@@ -105,6 +106,11 @@ class Pipeline:
             res = await self.resources()
             self._fetcher = Fetcher(self.settings, res.pool, res.redis, self.produce)
         return self._fetcher
+
+    def fetch_tick_soon(self) -> None:
+        """Start a tick unless one is still running (a cycle can outlast the 1 s timer)."""
+        if self._tick is None or self._tick.done():
+            self._tick = asyncio.ensure_future(self.fetch_tick())
 
     async def fetch_tick(self) -> None:
         try:
@@ -223,7 +229,7 @@ def register(stream: StreamApp, pipeline: Pipeline) -> None:
 
     @app.timer(1.0, on_leader=True, name="fetch_cycle")
     async def fetch_cycle() -> None:
-        await pipeline.fetch_tick()
+        pipeline.fetch_tick_soon()
 
 
 def _text(key: Any) -> str | None:

