@@ -17,17 +17,24 @@ SLOTS_IN_EPOCH = 432_000
 OBSERVED_AT = 1_741_305_600.0  # 2025-03-07
 
 
-def load_e752(run_id: str = "e752") -> tuple[list[ValidatorRecord], int]:
-    """(records, tip slot) from the saved response; the tip is the highest lastVote seen."""
-    result = json.loads(E752_FILE.read_text())["result"]
+E45_FILE = DATA / "validatorsapp_getVoteAccounts_mainnet_e45_2020-06-28.json"
+E45_EPOCH_INFO = DATA / "validatorsapp_getEpochInfo_mainnet_e45_2020-06-28.json"
+
+
+def load_vote_accounts(
+    path: Path, epoch: int, run_id: str, tip: int | None = None
+) -> tuple[list[ValidatorRecord], int]:
+    """(records, tip slot) from a saved getVoteAccounts response; the tip defaults to the highest lastVote."""
+    result = json.loads(path.read_text())["result"]
     accounts = [(a, False) for a in result["current"]] + [(a, True) for a in result["delinquent"]]
-    tip = max(a["lastVote"] for a, _ in accounts)
+    if tip is None:
+        tip = max(a["lastVote"] for a, _ in accounts)
     records = [
         ValidatorRecord(
             run_id=run_id,
             vote_pubkey=a["votePubkey"],
             identity_pubkey=a["nodePubkey"],
-            epoch=EPOCH,
+            epoch=epoch,
             slot=tip,
             observed_at=OBSERVED_AT,
             commission=int(a["commission"]),
@@ -41,3 +48,14 @@ def load_e752(run_id: str = "e752") -> tuple[list[ValidatorRecord], int]:
         for a, delinquent in accounts
     ]
     return records, tip
+
+
+def load_e752(run_id: str = "e752") -> tuple[list[ValidatorRecord], int]:
+    return load_vote_accounts(E752_FILE, EPOCH, run_id)
+
+
+def load_e45(run_id: str = "e45") -> tuple[list[ValidatorRecord], dict[str, int]]:
+    """The 2020 snapshot (pre-TVC, full epochCredits history with gaps) and its getEpochInfo."""
+    info = json.loads(E45_EPOCH_INFO.read_text())["result"]
+    records, _ = load_vote_accounts(E45_FILE, info["epoch"], run_id, tip=info["absoluteSlot"])
+    return records, info
