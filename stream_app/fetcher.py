@@ -165,7 +165,8 @@ class Fetcher:
         await store_context(self.redis, self.settings.redis_prefix, context,
                             ttl_seconds=int(max(86_400, 4 * self.settings.run_timeout)))
         async with self.pool.acquire() as conn:
-            await open_run(conn, header, context, actor=actor or "system:pipeline", scoring_version=SCORING_VERSION)
+            await open_run(conn, header, context, actor=actor or "system:pipeline", scoring_version=SCORING_VERSION,
+                           fetched_at=fetched)
         await self._announce({"type": "run", "run_id": run_id, "status": "running", "success_count": 0,
                               "fail_count": 0, "validator_count": header.expected_count})
         if snap.failures or snap.warnings:

@@ -60,19 +60,24 @@ def _ts(unix_seconds: float) -> datetime:
 
 
 async def open_run(conn: asyncpg.Connection, header: RunHeader, context: ClusterContext | None = None,
-                   *, actor: str | None = SYSTEM_ACTOR, scoring_version: str | None = None) -> bool:
-    """Record a run as `running` before its records are produced. Returns False if it already existed."""
+                   *, actor: str | None = SYSTEM_ACTOR, scoring_version: str | None = None,
+                   fetched_at: float | None = None) -> bool:
+    """Record a run as `running` before its records are produced. Returns False if it already existed.
+
+    `run_date` is when the fetch started, `fetched_at` when the snapshot was complete (default: the same).
+    """
     async with conn.transaction():
         created = await conn.fetchval(
             """
             INSERT INTO scoring_runs (id, run_date, status, validator_count, epoch, slot, trigger, source,
                                       scoring_version, fetched_at, cluster_context)
-            VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, $2, $9)
+            VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, coalesce($10, $2), $9)
             ON CONFLICT (id) DO NOTHING
             RETURNING true
             """,
             header.run_id, _ts(header.started_at), header.expected_count, header.epoch, header.slot,
             header.trigger, header.source, scoring_version, context.to_dict() if context else None,
+            _ts(fetched_at) if fetched_at is not None else None,
         )
         if created:
             await audit(conn, "scoring_run.started", {
@@ -122,7 +127,7 @@ UPDATE scoring_runs r
                           AND c.ok + c.failed >= r.validator_count THEN 'completed'
                      ELSE r.status END,
        completed_at = CASE WHEN r.status IN ('running', 'partial') AND r.validator_count > 0
-                                AND c.ok + c.failed >= r.validator_count THEN now()
+                                AND c.ok + c.failed >= r.validator_count THEN clock_timestamp()
                            ELSE r.completed_at END,
        updated_at = now()
   FROM counts c
