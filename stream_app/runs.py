@@ -71,7 +71,8 @@ async def open_run(conn: asyncpg.Connection, header: RunHeader, context: Cluster
             """
             INSERT INTO scoring_runs (id, run_date, status, validator_count, epoch, slot, trigger, source,
                                       scoring_version, fetched_at, cluster_context)
-            VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, coalesce($10, $2), $9)
+            VALUES ($1, $2::timestamptz, 'running', $3, $4, $5, $6, $7, $8,
+                    coalesce($10::timestamptz, $2::timestamptz), $9)
             ON CONFLICT (id) DO NOTHING
             RETURNING true
             """,
