@@ -20,6 +20,7 @@ from http_app.auth import ACCESS_CONTROL, AccessControl, authenticate
 from http_app.keys import REDIS
 from http_app.ratelimit import RATE_LIMITING, RateLimiting, rate_limit
 from http_app.routes_auth import setup_auth_routes
+from http_app.routes_stakes import setup_stake_routes
 from http_app.security import setup_cors, setup_security_headers
 from stream_app.settings import Settings
 
@@ -35,6 +36,7 @@ def install_access_control(app: web.Application, settings: Settings) -> None:
     app[RATE_LIMITING] = RateLimiting(settings)
     setup_security_headers(app, settings)
     setup_auth_routes(app)
+    setup_stake_routes(app)
     app.cleanup_ctx.append(_attach_redis)
 
 

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from http_app.access import access_middlewares, install_access_control, setup_cors
 from http_app.auth import PRINCIPAL
-from http_app.keys import DB_POOL, REDIS
+from http_app.keys import DB_POOL, REDIS, SETTINGS
 from http_app.tokens import Identity, Keyring, issue_access_token
 from stream_app.db import create_pool
 from stream_app.embedded import EmbeddedRedis
@@ -39,6 +39,7 @@ async def health(request: web.Request) -> web.Response:
 def build_app(settings: Settings) -> web.Application:
     """What create_app does for access control, with two probe handlers instead of the API."""
     app = web.Application(middlewares=access_middlewares())
+    app[SETTINGS] = settings
 
     async def backing(app: web.Application) -> AsyncIterator[None]:
         assert settings.database_url and settings.redis_url
