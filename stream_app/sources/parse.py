@@ -160,6 +160,14 @@ def parse_epoch_credits(raw: Any, what: str = "epochCredits") -> tuple[tuple[int
     entries = array(raw, what)
     out: list[tuple[int, int, int]] = []
     for i, entry in enumerate(entries):
+        # fast path for the common, well-formed entry (type(...) is int also rejects booleans)
+        if type(entry) is list and len(entry) == 3:
+            epoch, credits, previous = entry
+            if (type(epoch) is int and type(credits) is int and type(previous) is int
+                    and 0 <= previous <= credits < U64_MAX and 0 <= epoch < U64_MAX
+                    and (not out or epoch > out[-1][0])):
+                out.append((epoch, credits, previous))
+                continue
         row = array(entry, f"{what}[{i}]")
         if len(row) != 3:
             raise RecordError(f"{what}[{i}]: expected [epoch, credits, previousCredits], got {len(row)} items")

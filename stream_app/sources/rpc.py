@@ -109,6 +109,23 @@ class RpcStats:
     waits: list[float] = field(default_factory=list)  # every backoff / Retry-After sleep, seconds
 
 
+async def gather_all(*coros: Awaitable[Any]) -> list[Any]:
+    """Run all, results in order; the first failure cancels the rest and is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_as_coroutine(c)) for c in coros]
+    except BaseExceptionGroup as eg:
+        first = eg.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return [t.result() for t in tasks]
+
+
+async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Retry-After as seconds: delta-seconds or an HTTP-date (RFC 9110 §10.2.3). None if absent/garbled."""
     if value is None:
@@ -257,7 +274,7 @@ class RpcClient:
             async with limit:
                 return await self.call(method, params)
 
-        return list(await asyncio.gather(*(one(p) for p in params_list)))
+        return await gather_all(*(one(p) for p in params_list))
 
     def _pick(self, attempt: int) -> int:
         """The preferred URL first; on a retry, the next one that is not waiting out a Retry-After."""

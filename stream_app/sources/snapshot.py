@@ -19,12 +19,13 @@ getBlockProduction are required (an RpcError / RecordError propagates and no run
 node (slot behind what this state already saw, or vote accounts stale against the epoch info) is retried on
 the other URLs and ends in `RpcStale`. Validator-info and withdrawers fall back to the cached copy when a
 refresh fails (and are None, never guessed, when there is none: see `snapshot.missing`). Inflation rewards
-may legitimately not be ready yet; failing to get them is noted in `snapshot.warnings` and retried next run.
+may legitimately not be ready yet (paid over the first blocks of an epoch: fewer than 90 % of the accounts
+that earned credits have one); that, or failing to get them, is noted in `snapshot.warnings` and retried next
+run.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -49,10 +50,11 @@ from stream_app.sources.parse import (
     parse_vote_accounts,
     parse_vote_withdrawers,
 )
-from stream_app.sources.rpc import RpcClient, RpcError, StaleAnswer
+from stream_app.sources.rpc import RpcClient, RpcError, StaleAnswer, gather_all
 
 BATCH = 100  # getMultipleAccounts' limit; also used for getInflationReward
 DEFAULT_MAX_SLOT_LAG = 150  # a node more than this many slots behind what we saw is lagging
+REWARDS_READY_FRACTION = 0.9  # fewer rewards than this share of the expected ones: not paid out yet
 
 
 @dataclass
@@ -143,13 +145,19 @@ async def _fetch_withdrawers(rpc: RpcClient, votes: list[str]) -> dict[str, str]
     return out
 
 
-async def _fetch_applied(rpc: RpcClient, votes: list[str], epoch: int) -> dict[str, int]:
+class RewardsNotReady(Exception):
+    """Too few of the accounts that earned credits have a reward yet (rewards are paid over the first blocks)."""
+
+
+async def _fetch_applied(rpc: RpcClient, votes: list[str], epoch: int, expected: int) -> dict[str, int]:
     batches = _batches(votes)
     results = await rpc.call_many("getInflationReward", [[b, {"epoch": epoch}] for b in batches])
     out: dict[str, int] = {}
     for batch, result in zip(batches, results, strict=True):
         rewards, _bad = parse_inflation_rewards(result, batch, epoch)
         out.update({vote: r.commission for vote, r in rewards.items() if r.commission is not None})
+    if len(out) < REWARDS_READY_FRACTION * expected:
+        raise RewardsNotReady(f"{len(out)} rewards for {expected} vote accounts that earned credits in epoch {epoch}")
     return out
 
 
@@ -178,13 +186,14 @@ async def fetch_cluster_snapshot(
     production_task = rpc.call("getBlockProduction", [{"commitment": "finalized"}])
     refresh_infos = state.infos is None or observed_at - state.infos_at >= info_ttl
     infos_task = _fetch_infos(rpc) if refresh_infos else None
-    votes_raw, nodes_raw, production_raw, infos_result = await asyncio.gather(
+    votes_raw, nodes_raw, production_raw, infos_result = await gather_all(
         votes_task, nodes_task, production_task, _optional(infos_task))
     source = rpc.url
 
     votes = parse_vote_accounts(votes_raw)
     nodes, _node_failures = parse_cluster_nodes(nodes_raw)
     production, production_failures = parse_block_production(production_raw)
+    del votes_raw, nodes_raw, production_raw  # the decoded JSON is several times the parsed size
     unreadable = {f.key for f in production_failures if f.key}
     for key in unreadable:  # an unreadable entry is unknown, not "no leader slots"
         production.by_identity.pop(key, None)
@@ -210,10 +219,11 @@ async def fetch_cluster_snapshot(
     rollover_from = state.last_epoch if state.last_epoch is not None and state.last_epoch < epoch_info.epoch else None
     finished = epoch_info.epoch - 1
     if fetch_rewards and finished >= 0 and state.applied_epoch != finished:
+        expected = sum(1 for a in votes.accounts if any(e == finished and c > p for e, c, p in a.epoch_credits))
         try:
-            state.applied = await _fetch_applied(rpc, vote_keys, finished)
+            state.applied = await _fetch_applied(rpc, vote_keys, finished, expected)
             state.applied_epoch = finished
-        except (RpcError, RecordError) as exc:
+        except (RpcError, RecordError, RewardsNotReady) as exc:
             warnings.append(f"inflation rewards for epoch {finished} not available yet: {exc}")
     state.last_epoch = epoch_info.epoch
 

@@ -4,8 +4,9 @@ epoch rollover with getInflationReward (rugs), and caching of slow-changing data
 from __future__ import annotations
 
 from stream_app.records import ValidatorRecord
+from stream_app.settings import Settings
 from stream_app.sources.simulator.cluster import SLOTS_PER_EPOCH
-from stream_app.sources.simulator.server import SimulatorHandle
+from stream_app.sources.simulator.server import SimulatorHandle, start_simulator_from_settings
 from stream_app.sources.snapshot import SourceState, fetch_cluster_snapshot
 from tests.sources.conftest import fast_client
 
@@ -104,3 +105,25 @@ async def test_no_info_at_all_is_reported_missing_not_guessed(sim: SimulatorHand
         snap = await fetch_cluster_snapshot(rpc)
     assert snap.missing == ("validator_info",)
     assert all(r.name is None for r in snap.records)
+
+
+async def test_rewards_not_paid_yet_are_retried_next_run(sim: SimulatorHandle) -> None:
+    state = SourceState()
+    sim.faults.add("missing_fields", methods=["getInflationReward"], times=14)  # every batch, once
+    async with fast_client(sim.url) as rpc:
+        early = await fetch_cluster_snapshot(rpc, state=state)
+        later = await fetch_cluster_snapshot(rpc, state=state)
+    assert any("epoch 751" in w for w in early.warnings)
+    assert all(r.applied_commission is None for r in early.records)  # unknown, not guessed
+    assert state.applied_epoch == 751 and later.warnings == ()
+    assert sum(1 for r in later.records if r.applied_commission_epoch == 751) > 1200
+
+
+async def test_simulator_from_settings() -> None:
+    settings = Settings.from_env({"SIMULATOR_SEED": "9", "SIMULATOR_EPOCH_SECONDS": "60"})
+    handle = await start_simulator_from_settings(settings, validators=40, port=0)
+    try:
+        assert handle.cluster.seed == 9 and len(handle.cluster.validators) == 40
+        assert handle.clock.epoch_seconds == 60
+    finally:
+        await handle.close()

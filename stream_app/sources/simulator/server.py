@@ -28,6 +28,7 @@ import orjson
 from aiohttp import web
 from solders.pubkey import Pubkey
 
+from stream_app.settings import Settings
 from stream_app.sources.parse import CONFIG_PROGRAM_ID, STAKE_PROGRAM_ID
 from stream_app.sources.simulator.cluster import SLOTS_PER_EPOCH, SimCluster
 from stream_app.sources.simulator.faults import FaultError, FaultPlan, FaultRule, corrupt
@@ -404,3 +405,11 @@ async def start_simulator(
     handle.url = f"http://{host}:{bound}/"
     handle._runner = runner
     return handle
+
+
+async def start_simulator_from_settings(
+    settings: Settings, *, validators: int | None = None, port: int | None = None
+) -> SimulatorHandle:
+    """The simulator as configured by SIMULATOR_PORT / SIMULATOR_SEED / SIMULATOR_EPOCH_SECONDS."""
+    return await start_simulator(settings.simulator_port if port is None else port, settings.simulator_seed,
+                                 validators, settings.simulator_epoch_seconds)

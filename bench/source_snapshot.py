@@ -1,0 +1,174 @@
+"""Full cluster snapshot from the RPC simulator over HTTP: time and peak memory, beside the floor.
+
+For each cluster size a simulator runs in its own process (frozen clock) and two measurements run, each in
+a fresh process so peak RSS is its own:
+
+  floor     the same RPC calls (getEpochInfo, getVoteAccounts, getClusterNodes, getBlockProduction,
+            Config getProgramAccounts, getMultipleAccounts and getInflationReward in batches of 100, 8 in
+            flight) downloaded raw with aiohttp, then `json.loads` of the same bytes (and orjson.loads, shown
+            apart): the cost of merely receiving and decoding the answers
+  snapshot  fetch_cluster_snapshot(): the same calls through RpcClient + validating parsers + ValidatorRecords
+
+Peak memory is the process's peak RSS minus its RSS after imports. Times include the simulator's own work
+answering (identical for both rows), so compare the rows, not the absolute values.
+
+Usage: .venv/bin/python -m bench.source_snapshot [--quick] [--sizes 2000,100000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+BATCH = 100
+CONFIG_PROGRAM = "Config1111111111111111111111111111111111111"
+CONCURRENCY = 8
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def _floor(url: str) -> dict[str, Any]:
+    ids = iter(range(1, 10**9))
+    downloaded = 0
+    decode_s = orjson_s = 0.0
+
+    async def call(http: aiohttp.ClientSession, method: str, params: list[Any]) -> Any:
+        nonlocal downloaded, decode_s, orjson_s
+        body = orjson.dumps({"jsonrpc": "2.0", "id": next(ids), "method": method, "params": params})
+        async with http.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+            raw = await resp.read()
+        downloaded += len(raw)
+        t = time.perf_counter()
+        orjson.loads(raw)
+        orjson_s += time.perf_counter() - t
+        t = time.perf_counter()
+        decoded = json.loads(raw)
+        decode_s += time.perf_counter() - t
+        return decoded["result"]
+
+    start = time.perf_counter()
+    async with aiohttp.ClientSession() as http:
+        info = await call(http, "getEpochInfo", [])
+        votes, _, _, _ = await asyncio.gather(
+            call(http, "getVoteAccounts", []), call(http, "getClusterNodes", []),
+            call(http, "getBlockProduction", []),
+            call(http, "getProgramAccounts", [CONFIG_PROGRAM, {"encoding": "jsonParsed"}]))
+        keys = [e["votePubkey"] for e in votes["current"] + votes["delinquent"]]
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def limited(method: str, params: list[Any]) -> Any:
+            async with limit:
+                return await call(http, method, params)
+
+        batches = [keys[i:i + BATCH] for i in range(0, len(keys), BATCH)]
+        await asyncio.gather(*(limited("getMultipleAccounts", [b, {"encoding": "jsonParsed"}]) for b in batches))
+        await asyncio.gather(*(limited("getInflationReward", [b, {"epoch": info["epoch"] - 1}]) for b in batches))
+    # the orjson decode is measured for comparison only: not part of the floor's time
+    return {"seconds": time.perf_counter() - start - orjson_s, "bytes": downloaded, "json_loads_s": decode_s,
+            "orjson_loads_s": orjson_s, "validators": len(keys)}
+
+
+async def _snapshot(url: str) -> dict[str, Any]:
+    from stream_app.sources.rpc import RpcClient
+    from stream_app.sources.snapshot import fetch_cluster_snapshot
+
+    start = time.perf_counter()
+    async with RpcClient([url], timeout=300, concurrency=CONCURRENCY) as rpc:
+        snap = await fetch_cluster_snapshot(rpc)
+    return {"seconds": time.perf_counter() - start, "validators": len(snap.records), "failures": len(snap.failures),
+            "requests": rpc.stats.requests}
+
+
+def worker(kind: str, url: str) -> None:
+    import stream_app.sources.snapshot  # noqa: F401  (imports counted in the baseline RSS, not the peak)
+
+    base = _rss_mb()
+    result = asyncio.run(_floor(url) if kind == "floor" else _snapshot(url))
+    result["peak_mb"] = _peak_mb() - base
+    print(json.dumps(result))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run_worker(kind: str, url: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.source_snapshot", "--worker", kind, "--url", url],
+                         check=True, capture_output=True, text=True, timeout=1800)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _start_simulator(size: int) -> tuple[subprocess.Popen[bytes], str, float]:
+    port = _free_port()
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "stream_app.sources.simulator", "--port", str(port),
+                             "--validators", str(size), "--epoch-seconds", "0"], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # the banner: listening
+    return proc, f"http://127.0.0.1:{port}/", time.perf_counter() - start
+
+
+def bench(size: int, repeat: int) -> None:
+    sim, url, startup = _start_simulator(size)
+    try:
+        rows: dict[str, list[dict[str, Any]]] = {"floor": [], "snapshot": []}
+        for _ in range(repeat):
+            for kind in rows:
+                rows[kind].append(_run_worker(kind, url))
+    finally:
+        sim.terminate()
+        sim.wait(30)
+    floor, snap = rows["floor"], rows["snapshot"]
+    med = statistics.median
+    print(f"\n== {size:,} vote accounts (simulator start {startup:.1f} s; {floor[0]['bytes'] / 2**20:.1f} MiB of "
+          f"JSON over {snap[0]['requests']} requests; median of {repeat})")
+    print(f"{'':28}{'seconds':>10}{'peak MiB':>10}")
+    print(f"{'floor: download + json.loads':28}{med(r['seconds'] for r in floor):>10.2f}"
+          f"{med(r['peak_mb'] for r in floor):>10.1f}")
+    print(f"{'  of which json.loads':28}{med(r['json_loads_s'] for r in floor):>10.2f}")
+    print(f"{'  (orjson.loads instead)':28}{med(r['orjson_loads_s'] for r in floor):>10.2f}")
+    print(f"{'fetch_cluster_snapshot':28}{med(r['seconds'] for r in snap):>10.2f}"
+          f"{med(r['peak_mb'] for r in snap):>10.1f}")
+    ratio = med(r["seconds"] for r in snap) / med(r["seconds"] for r in floor)
+    print(f"snapshot / floor time: {ratio:.2f}x; records {snap[0]['validators']:,}, failures {snap[0]['failures']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="2,000 validators only, one repetition")
+    parser.add_argument("--sizes", default="2000,100000")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--worker", choices=["floor", "snapshot"])
+    parser.add_argument("--url")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.url)
+        return
+    sizes = [2000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    for size in sizes:
+        bench(size, 1 if args.quick or size > 20_000 else args.repeat)
+
+
+if __name__ == "__main__":
+    main()
