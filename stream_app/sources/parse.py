@@ -531,3 +531,39 @@ def parse_stake_account(item: Any, epoch: int) -> StakeAccount:
 def parse_stake_accounts(result: Any, epoch: int) -> tuple[list[StakeAccount], list[ParseFailure]]:
     return _each(array(result, "getProgramAccounts(Stake)"), "stake_account",
                  lambda item: parse_stake_account(item, epoch), _key_field("pubkey"))
+
+
+# --------------------------------------------------------------------------------------------- Jito (not RPC)
+
+
+@dataclass(frozen=True, slots=True)
+class JitoValidator:
+    vote_pubkey: str
+    mev_commission_bps: int
+    running_jito: bool
+    active_stake: int
+
+
+def parse_jito_validators(doc: Any) -> tuple[dict[str, JitoValidator], list[ParseFailure]]:
+    """Jito's public validator list (`{"validators": [...]}`) → MEV commission per vote account.
+
+    Optional data for `fetch_cluster_snapshot(mev_commission_bps=...)`; not fetched by the RPC source itself.
+    """
+    entries = array(require(obj(doc, "jito validators"), "validators", "jito validators"), "jito validators")
+
+    def one(item: Any) -> JitoValidator:
+        data = obj(item, "jito validator")
+        vote = pubkey(require(data, "vote_account", "jito validator"), "vote_account")
+        running = require(data, "running_jito", vote)
+        if not isinstance(running, bool):
+            raise RecordError(f"jito validator {vote}: running_jito must be a boolean")
+        return JitoValidator(
+            vote_pubkey=vote,
+            mev_commission_bps=integer(require(data, "mev_commission_bps", vote), f"{vote}: mev_commission_bps",
+                                       maximum=10_000),
+            running_jito=running,
+            active_stake=integer(require(data, "active_stake", vote), f"{vote}: active_stake"),
+        )
+
+    good, bad = _each(entries, "jito_validator", one, _key_field("vote_account"))
+    return {v.vote_pubkey: v for v in good}, bad

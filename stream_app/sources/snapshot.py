@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stream_app.records import RecordError, RunHeader, ValidatorRecord
@@ -169,9 +169,13 @@ async def fetch_cluster_snapshot(
     info_ttl: float = 3600.0,
     max_slot_lag: int = DEFAULT_MAX_SLOT_LAG,
     fetch_rewards: bool = True,
+    mev_commission_bps: Mapping[str, int] | None = None,
     now: Callable[[], float] = time.time,
 ) -> ClusterSnapshot:
-    """Everything scoring needs, for every vote account, in one consistent pass. See the module docstring."""
+    """Everything scoring needs, for every vote account, in one consistent pass. See the module docstring.
+
+    `mev_commission_bps` (vote pubkey → bps, e.g. from `parse_jito_validators`) fills the optional MEV field.
+    """
     state = state if state is not None else SourceState()
     run_id = run_id or str(uuid.uuid4())
     observed_at = now()
@@ -232,6 +236,9 @@ async def fetch_cluster_snapshot(
     records = [
         _record(a, run_id, epoch_info, observed_at, nodes, production, unreadable, state) for a in votes.accounts
     ]
+    if mev_commission_bps:
+        records = [replace(r, mev_commission_bps=mev_commission_bps[r.vote_pubkey])
+                   if r.vote_pubkey in mev_commission_bps else r for r in records]
     return ClusterSnapshot(
         run_id=run_id, source=source, observed_at=observed_at, epoch_info=epoch_info, records=records,
         failures=votes.failures, total_active_stake=sum(a.activated_stake for a in votes.accounts),

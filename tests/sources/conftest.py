@@ -17,6 +17,7 @@ E45_VOTES = "validatorsapp_getVoteAccounts_mainnet_e45_2020-06-28.json"
 NODES_2020 = "validatorsapp_getClusterNodes_mainnet_2020-06-28.json"
 EPOCH_INFO_2020 = "validatorsapp_getEpochInfo_mainnet_e45_2020-06-28.json"
 CONFIG_2021 = "validatorsapp_getProgramAccounts_Config_jsonParsed_mainnet_2021-11-02.json"
+JITO_2025 = "vault_jitoKobeValidators_mainnet_2025-09-06.json"  # Jito API, not RPC
 
 
 def rpc_result(name: str) -> Any:

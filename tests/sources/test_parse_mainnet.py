@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import orjson
 import pytest
 
 from stream_app.records import U64_MAX, RecordError
@@ -12,10 +13,20 @@ from stream_app.sources.parse import (
     parse_cluster_nodes,
     parse_epoch_credits,
     parse_epoch_info,
+    parse_jito_validators,
     parse_validator_infos,
     parse_vote_accounts,
 )
-from tests.sources.conftest import CONFIG_2021, E45_VOTES, E752_VOTES, EPOCH_INFO_2020, NODES_2020, rpc_result
+from tests.conftest import SHARED_DATA
+from tests.sources.conftest import (
+    CONFIG_2021,
+    E45_VOTES,
+    E752_VOTES,
+    EPOCH_INFO_2020,
+    JITO_2025,
+    NODES_2020,
+    rpc_result,
+)
 
 
 def test_e752_vote_accounts_counts_and_stake() -> None:
@@ -102,3 +113,14 @@ def test_shape_errors_are_clear() -> None:
         parse_vote_accounts({"current": []})
     with pytest.raises(RecordError, match="expected an object"):
         parse_epoch_info([1, 2])
+
+
+def test_jito_validator_list_2025() -> None:
+    doc = orjson.loads((SHARED_DATA / JITO_2025).read_bytes())
+    validators, failures = parse_jito_validators(doc)
+    assert failures == [] and len(validators) == 909
+    first = validators["F5xevmQHWX6ivnvsDRHUDtz98h5Wf9snpLhdErCp3i9t"]
+    assert (first.mev_commission_bps, first.running_jito, first.active_stake) == (500, True, 259067030598712)
+    doc["validators"][1]["mev_commission_bps"] = 10_001  # more than 100 %
+    validators, failures = parse_jito_validators(doc)
+    assert len(validators) == 908 and failures[0].key == "CogentC52e7kktFfWHwsqSmr8LiS1yAtfqhHcftCPcBJ"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from stream_app.records import ValidatorRecord
 from stream_app.settings import Settings
+from stream_app.sources.rpc import RpcUnavailable
 from stream_app.sources.simulator.cluster import SLOTS_PER_EPOCH
 from stream_app.sources.simulator.server import SimulatorHandle, start_simulator_from_settings
 from stream_app.sources.snapshot import SourceState, fetch_cluster_snapshot
@@ -127,3 +128,30 @@ async def test_simulator_from_settings() -> None:
         assert handle.clock.epoch_seconds == 60
     finally:
         await handle.close()
+
+
+async def test_a_failed_run_at_the_rollover_loses_nothing(sim: SimulatorHandle) -> None:
+    state = SourceState()
+    async with fast_client(sim.url, max_retries=1) as rpc:
+        await fetch_cluster_snapshot(rpc, state=state)
+        sim.advance(epochs=1)
+        sim.faults.add("server_error", methods=["getVoteAccounts"])
+        try:
+            await fetch_cluster_snapshot(rpc, state=state)
+        except RpcUnavailable:
+            pass
+        else:
+            raise AssertionError("the run should have failed")
+        assert state.last_epoch == 752  # the rollover is still ahead
+        sim.faults.clear()
+        snap = await fetch_cluster_snapshot(rpc, state=state)
+    assert snap.epoch == 753 and snap.rollover_from == 752
+    assert sum(1 for r in snap.records if r.applied_commission_epoch == 752) > 1200
+
+
+async def test_mev_commission_is_merged_when_given(small_sim: SimulatorHandle) -> None:
+    vote = small_sim.cluster.validators[5].vote
+    async with fast_client(small_sim.url) as rpc:
+        snap = await fetch_cluster_snapshot(rpc, mev_commission_bps={vote: 800})
+    assert {r.vote_pubkey: r.mev_commission_bps for r in snap.records if r.mev_commission_bps is not None} == {
+        vote: 800}
