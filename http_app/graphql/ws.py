@@ -195,7 +195,7 @@ class Connection:
                 return
             await self._start(op_id, message.get("payload"))
         elif kind == "complete":
-            self._stop(message.get("id"))
+            await self._stop(message.get("id"))
         else:
             await self.close(4400, f"Unexpected message type {kind!r}")
 
@@ -211,10 +211,10 @@ class Connection:
                 await self.send({"type": "error", "id": op_id, "payload": {"message": "connection not initialised"}})
                 return
             if op_id in self.operations:
-                self._stop(op_id)
+                await self._stop(op_id)
             await self._start(op_id, message.get("payload"))
         elif kind == "stop":
-            self._stop(message.get("id"))
+            await self._stop(message.get("id"))
         elif kind == "connection_terminate":
             await self.close(1000, "Normal Closure")
         else:
@@ -222,10 +222,12 @@ class Connection:
                              "payload": {"message": f"Unexpected message type {kind!r}"}})
 
     # -- operations --
-    def _stop(self, op_id: Any) -> None:
+    async def _stop(self, op_id: Any) -> None:
+        """Client stopped an operation: cancel it and confirm with `complete` (clients wait for it)."""
         task = self.operations.pop(op_id, None) if isinstance(op_id, str) else None
         if task is not None:
             task.cancel()
+            await self._complete(op_id)
 
     async def _reject(self, op_id: str, errors: list[dict[str, Any]]) -> None:
         if self.legacy:
