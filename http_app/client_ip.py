@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from functools import lru_cache
 
 UNKNOWN = "unknown"
 
 
+@lru_cache(maxsize=8192)  # the same few peers ask again and again; parsing an address is not free
 def _normalise(value: str) -> str | None:
     text = value.strip()
     if text.startswith("[") and "]" in text:  # "[2001:db8::1]:443"

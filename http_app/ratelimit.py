@@ -19,6 +19,7 @@ import math
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -115,6 +116,13 @@ class Verdict:
         }
 
 
+@lru_cache(maxsize=65536)
+def _window_key(prefix: str, policy: str, client: str) -> str:
+    """Hashed, so client addresses are not readable in Redis and every key has the same short length."""
+    digest = hashlib.blake2b(client.encode(), digest_size=16).hexdigest()
+    return f"{prefix}:rl:{policy}:{digest}"
+
+
 class SlidingWindowLimiter:
     def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
         self._redis = redis
@@ -125,8 +133,7 @@ class SlidingWindowLimiter:
         self._counter = itertools.count()
 
     def key(self, policy: Policy, client: str) -> str:
-        digest = hashlib.blake2b(client.encode(), digest_size=16).hexdigest()
-        return f"{self._prefix}:rl:{policy.name}:{digest}"
+        return _window_key(self._prefix, policy.name, client)
 
     async def hit(
         self, policy: Policy, client: str, *, revocation_key: str | None = None, cache_key: str | None = None

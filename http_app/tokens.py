@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import jwt
@@ -124,22 +125,28 @@ class Identity:
 
 @dataclass(frozen=True)
 class VerifiedToken:
+    """Immutable once verified, so derived values are computed once (a remembered token is reused a lot)."""
+
     claims: dict[str, Any]
     typ: str
 
-    @property
+    @cached_property
     def jti(self) -> str:
         return str(self.claims["jti"])
 
-    @property
+    @cached_property
     def expires_at(self) -> float:
         return float(self.claims["exp"])
 
-    @property
+    @cached_property
     def user_id(self) -> str:
         return str(self.claims["userId"])
 
     def principal(self) -> Principal:
+        return self._principal
+
+    @cached_property
+    def _principal(self) -> Principal:
         """Permissions come from the server's role table, not from the token's list (RFC 8725 §3.10)."""
         role = self.claims["role"]
         return Principal(

@@ -1,0 +1,311 @@
+"""What authentication + rate limiting cost per request, beside the bare handler serving the same cached bytes.
+
+    .venv/bin/python -m bench.auth_overhead [--quick] [--concurrency 32]
+
+A server process (uvloop, no access log) hosts every variant as a sub-app; this process drives it with a lean
+keep-alive HTTP/1.1 client (raw asyncio streams, so the client is not the bottleneck it would be with a full
+HTTP client library). Variants, each answering a tiny (~60 B) and a large (~690 KB) cached JSON body:
+
+    bare-redis   no middleware; the handler GETs the cached bytes from Redis (the baseline)
+    bare-memory  no middleware; bytes from process memory (what a local cache hit costs; for reference)
+    naive        pyjwt HS256 verify on every request, then a separate sliding-window Lua round trip,
+                 then the cache GET: three steps, two Redis round trips
+    ours-2rt     our middlewares (verified-token memo; limiter Lua also checks the jti deny-list),
+                 handler GETs the cache itself: two round trips
+    ours-1rt     our middlewares with the cache-key hook: limiter, deny-list and cache GET in ONE EVALSHA
+
+Throughput runs `--concurrency` connections for a fixed time; latency runs one connection, sequential.
+Rounds alternate variants (ABAB...) so load drift from other processes hits all of them alike.
+Redis: REDIS_URL, else an embedded Redis under .solstake/bench. The limiter gets a limit no run reaches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LARGE_SOURCE = ROOT.parent / "shared" / "data" / "solana-mainnet" / "laine_getVoteAccounts_mainnet_e752_2025-03-07.json"
+LARGE_BYTES = 690 * 1024
+SECRET = "bench-secret-" + "b" * 40
+VARIANTS = ("bare-redis", "bare-memory", "naive", "ours-2rt", "ours-1rt")
+SIZES = ("tiny", "large")
+NAIVE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+local used = redis.call('ZCARD', KEYS[1])
+if used < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) / 1000))
+  return {1, used + 1}
+end
+return {0, used}
+"""
+
+
+def payloads() -> dict[str, bytes]:
+    """A tiny answer and a ~690 KB one cut from real mainnet vote accounts (valid JSON either way)."""
+    import orjson
+
+    tiny = orjson.dumps({"data": {"validator": {"voteAccount": "Vote111", "latestScore": 91.5}}})
+    accounts = orjson.loads(LARGE_SOURCE.read_bytes())["result"]["current"] if LARGE_SOURCE.exists() else []
+    items: list[Any] = []
+    body = b""
+    for i in range(100_000):
+        items.append(accounts[i % len(accounts)] if accounts else {"votePubkey": f"v{i}", "commission": i % 100})
+        if i % 50 == 0:
+            body = orjson.dumps({"data": {"validators": items}})
+            if len(body) >= LARGE_BYTES:
+                break
+    return {"tiny": tiny, "large": body}
+
+
+# --------------------------------------------------------------------------------------------- server
+
+
+def build_server(redis_url: str, prefix: str) -> Any:
+    import jwt
+    import redis.asyncio as aioredis
+    from aiohttp import web
+
+    from http_app.access import access_middlewares, install_access_control
+    from http_app.keys import REDIS
+    from http_app.ratelimit import CACHE_KEY_HOOK, PREFETCHED_CACHE
+    from stream_app.settings import Settings
+
+    settings = Settings.from_env({
+        "REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "JWT_SECRET": SECRET,
+        "RATE_LIMIT": "1000000000", "RATE_LIMIT_AUTHENTICATED": "1000000000", "RATE_WINDOW": "10",
+    })
+    bodies = payloads()
+    redis = aioredis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    root = web.Application()
+
+    def cache_key(size: str) -> str:
+        return f"{prefix}:cache:{size}"
+
+    async def from_redis(request: web.Request) -> web.Response:
+        body = await redis.get(cache_key(request.match_info["size"]))
+        return web.Response(body=body, content_type="application/json")
+
+    async def from_memory(request: web.Request) -> web.Response:
+        return web.Response(body=bodies[request.match_info["size"]], content_type="application/json")
+
+    async def prefetched(request: web.Request) -> web.Response:
+        body = request.get(PREFETCHED_CACHE)
+        if body is None:  # a miss would go to the resolver; here it never happens
+            body = await redis.get(cache_key(request.match_info["size"]))
+        return web.Response(body=body, content_type="application/json")
+
+    naive_script = redis.register_script(NAIVE_LUA)
+    naive_counter = iter(range(10**12))
+
+    @web.middleware
+    async def naive(request: web.Request, handler: Any) -> web.StreamResponse:
+        token = request.headers["Authorization"][7:]
+        claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="sol-stake-api", issuer="sol-stake",
+                            options={"require": ["exp", "iat", "sub", "jti"]})
+        allowed, _used = await naive_script(keys=[f"{prefix}:naive:{claims['userId']}"],
+                                            args=[10**9, 10_000_000, f"m{next(naive_counter)}"])
+        if not allowed:
+            return web.json_response({"error": "Too Many Requests"}, status=429)
+        return await handler(request)
+
+    def sub(middlewares: list[Any], handler: Any, *, ours: bool = False, hook: bool = False) -> web.Application:
+        app = web.Application(middlewares=middlewares)
+        app.router.add_get("/{size}", handler)
+        if ours:
+            app[REDIS] = redis
+            install_access_control(app, settings)
+        if hook:
+            async def key_for(request: web.Request, principal: Any) -> str | None:
+                return cache_key(request.match_info.get("size", "") or request.path.rsplit("/", 1)[-1])
+
+            app[CACHE_KEY_HOOK] = key_for
+        return app
+
+    root.add_subapp("/bare-redis", sub([], from_redis))
+    root.add_subapp("/bare-memory", sub([], from_memory))
+    root.add_subapp("/naive", sub([naive], from_redis))
+    root.add_subapp("/ours-2rt", sub(access_middlewares(), from_redis, ours=True))
+    root.add_subapp("/ours-1rt", sub(access_middlewares(), prefetched, ours=True, hook=True))
+
+    async def seed_cache(app: web.Application) -> AsyncIterator[None]:
+        for size, body in bodies.items():
+            await redis.set(cache_key(size), body)
+        yield
+        keys = [k async for k in redis.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+
+    root.cleanup_ctx.append(seed_cache)
+    return root
+
+
+def serve(port: int, redis_url: str, prefix: str) -> None:
+    import uvloop
+    from aiohttp import web
+
+    uvloop.install()
+    web.run_app(build_server(redis_url, prefix), host="127.0.0.1", port=port, access_log=None,
+                print=lambda *_: None)
+
+
+# --------------------------------------------------------------------------------------------- client
+
+
+class Run:
+    def __init__(self) -> None:
+        self.done = 0
+        self.bad = 0
+        self.latencies: list[float] = []
+
+
+async def connection(port: int, request: bytes, deadline: float, run: Run, timed: bool) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while True:
+            started = time.perf_counter()
+            if started >= deadline:
+                return
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            at = head.lower().find(b"content-length:")
+            length = int(head[at + 15 : head.find(b"\r\n", at)])
+            await reader.readexactly(length)
+            if timed:
+                run.latencies.append(time.perf_counter() - started)
+            if head[9:12] == b"200":
+                run.done += 1
+            else:
+                run.bad += 1
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def drive(port: int, path: str, token: str, seconds: float, concurrency: int, timed: bool) -> Run:
+    request = (f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
+               "Accept: application/json\r\n\r\n").encode()
+    await connection(port, request, time.perf_counter() + 0.2, Run(), False)  # warm-up
+    run = Run()
+    deadline = time.perf_counter() + seconds
+    await asyncio.gather(*(connection(port, request, deadline, run, timed) for _ in range(concurrency)))
+    return run
+
+
+async def wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        if process.poll() is not None:
+            raise SystemExit(f"bench server exited with {process.returncode}")
+        with contextlib.suppress(OSError):
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        await asyncio.sleep(0.05)
+    raise SystemExit("bench server did not start")
+
+
+def redis_for_bench() -> tuple[str, Callable[[], None]]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return url, lambda: None
+    from stream_app.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(root=ROOT / ".solstake" / "bench", appendonly=False)
+    return server.start(), server.stop
+
+
+async def measure(args: argparse.Namespace, port: int, token: str) -> dict[tuple[str, str], dict[str, float]]:
+    rounds = 1 if args.quick else 3
+    seconds = 1.0 if args.quick else 3.0
+    samples: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for _round in range(rounds):
+        for size in SIZES:
+            for variant in VARIANTS:
+                path = f"/{variant}/{size}"
+                throughput = await drive(port, path, token, seconds, args.concurrency, timed=False)
+                latency = await drive(port, path, token, seconds / 2, 1, timed=True)
+                if throughput.bad or latency.bad:
+                    raise SystemExit(f"{path}: {throughput.bad + latency.bad} non-200 answers")
+                entry = samples.setdefault((variant, size), {"rps": [], "p50": []})
+                entry["rps"].append(throughput.done / seconds)
+                entry["p50"].append(statistics.median(latency.latencies) * 1000)
+    return {key: {name: statistics.median(values) for name, values in entry.items()}
+            for key, entry in samples.items()}
+
+
+def report(results: dict[tuple[str, str], dict[str, float]], concurrency: int, sizes: dict[str, int]) -> None:
+    print(f"\nauth + rate limit overhead (concurrency {concurrency}; p50 from one sequential connection)")
+    print(f"{'payload':<8} {'variant':<12} {'req/s':>9} {'% of bare-redis':>16} {'p50 ms':>8} {'added p50 ms':>13}")
+    for size in SIZES:
+        base = results[("bare-redis", size)]
+        for variant in VARIANTS:
+            row = results[(variant, size)]
+            share = 100 * row["rps"] / base["rps"]
+            added = row["p50"] - base["p50"]
+            print(f"{size + ' ' + _human(sizes[size]):<8} {variant:<12} {row['rps']:>9.0f} {share:>15.0f}% "
+                  f"{row['p50']:>8.3f} {added:>+13.3f}")
+    print("\ngoal: full stack (ours-1rt) >= 60% of bare-redis throughput and <= 1 ms p50 added")
+    for size in SIZES:
+        ours, base = results[("ours-1rt", size)], results[("bare-redis", size)]
+        print(f"  {size}: {100 * ours['rps'] / base['rps']:.0f}% of bare throughput, "
+              f"{ours['p50'] - base['p50']:+.3f} ms p50")
+
+
+def _human(size: int) -> str:
+    return f"{size / 1024:.0f}K" if size >= 1024 else f"{size}B"
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    from http_app.tokens import Identity, Keyring, issue_access_token
+
+    redis_url, stop_redis = redis_for_bench()
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    from tests.auth.conftest import free_port  # a small helper; no test machinery is involved
+
+    port = free_port()
+    command = [sys.executable, "-m", "bench.auth_overhead", "--serve", str(port), redis_url, prefix]
+    server = subprocess.Popen(command, cwd=ROOT)  # noqa: ASYNC220 - started once, before any measuring
+    try:
+        await wait_for(port, server)
+        keyring = Keyring(keys={"k1": SECRET.encode()}, active_kid="k1", issuer="sol-stake",
+                          audience="sol-stake-api", access_ttl=3600, refresh_ttl=3600, leeway=30)
+        token = issue_access_token(keyring, Identity(user_id="1", role="user"))
+        results = await measure(args, port, token)
+        report(results, args.concurrency, {k: len(v) for k, v in payloads().items()})
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        stop_redis()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one short round")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--serve", nargs=3, metavar=("PORT", "REDIS_URL", "PREFIX"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(int(args.serve[0]), args.serve[1], args.serve[2])
+        return
+    import uvloop
+
+    uvloop.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
