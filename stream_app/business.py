@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,13 @@ class BusinessCollector(Collector):
         self.timeout = timeout
         self.snapshot: BusinessSnapshot | None = None
         self.last_error: str | None = None
+        self._source: int | None = None  # id() of the pool the snapshot came from
         self._lock = asyncio.Lock()
 
     async def refresh(self, pool: asyncpg.Pool, *, force: bool = False) -> None:
         """Re-read PostgreSQL if the snapshot is older than `max_age`; on failure keep the old one."""
+        if self._source != id(pool):
+            self.snapshot, self._source, force = None, id(pool), True  # another database: nothing to keep
         if not force and self.snapshot is not None and time.time() - self.snapshot.taken_at < self.max_age:
             return
         async with self._lock:
@@ -184,7 +188,7 @@ class BusinessCollector(Collector):
 
 
 def _le(bound: float) -> str:
-    return f"{bound:g}"
+    return floatToGoString(bound)  # "10.0", as prometheus-client's own histograms write it
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -98,26 +98,22 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{path}"
 
 
-async def _rpc(session: aiohttp.ClientSession, url: str, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
-    """One JSON-RPC batch; each answer is a result or an {"error": ...} dict."""
-    payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+async def _rpc(session: aiohttp.ClientSession, url: str, method: str, params: list[Any]) -> Any:
+    """One JSON-RPC call (no batch: some providers refuse batches); a result or an {"error": ...} dict."""
+    payload = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
     async with session.post(url, data=orjson.dumps(payload),
                             headers={"Content-Type": "application/json"}) as resp:
         if resp.status != 200:
-            raise RuntimeError(f"HTTP {resp.status}")
+            raise RuntimeError(f"{method}: HTTP {resp.status}")
         body = orjson.loads(await resp.read())
-    if not isinstance(body, list):
-        raise RuntimeError("not a JSON-RPC batch answer")
-    by_id = {item.get("id"): item for item in body if isinstance(item, dict)}
-    out = []
-    for i in range(len(calls)):
-        item = by_id.get(i, {})
-        out.append(item["result"] if "result" in item else {"error": item.get("error", "no answer")})
-    return out
+    if not isinstance(body, dict):
+        raise RuntimeError(f"{method}: not a JSON-RPC answer")
+    return body["result"] if "result" in body else {"error": body.get("error", "no answer")}
 
 
 async def _probe_solana(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    slot, health = await _rpc(session, url, [("getSlot", [{"commitment": "processed"}]), ("getHealth", [])])
+    slot, health = await asyncio.gather(_rpc(session, url, "getSlot", [{"commitment": "processed"}]),
+                                        _rpc(session, url, "getHealth", []))
     if not isinstance(slot, int):
         raise RuntimeError(f"getSlot did not answer a slot: {str(slot)[:120]}")
     behind = 0
