@@ -54,6 +54,8 @@ def create_stream_app(settings: Settings, redis_url: str, **conf: Any) -> Stream
         "table_standby_replicas": 0,
         "consumer_auto_offset_reset": "earliest",
         "broker_commit_interval": 1.0,
+        # A SIGKILLed worker's partitions move to the others after this long (Faust's default is 60 s).
+        "broker_session_timeout": 10.0,
         "stream_wait_empty": True,
         "producer_linger": 0.005,
         "worker_redirect_stdouts": False,

@@ -1,0 +1,129 @@
+"""Simulator + two real worker processes + PostgreSQL + Redis: runs pass through, a worker is SIGKILLed
+during a run and restarted, and every validator of every run is scored exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from stream_app.app import RECORDS_TOPIC
+from stream_app.fetcher import request_fetch
+from stream_app.settings import Settings
+from stream_app.sources.simulator.server import start_simulator
+from stream_app.stream_status import stream_status
+from stream_app.transport.keys import KeySpace
+from stream_app.verify import verify_database
+from tests.pipeline import processes
+from tests.pipeline.processes import Proc
+
+VALIDATORS = 800
+PARTITIONS = 4
+
+
+async def _wait(predicate: Callable[[], object], what: str, seconds: float, procs: list[Proc]) -> object:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = await predicate()  # type: ignore[misc]
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    logs = "\n".join(p.tail() for p in procs)
+    raise AssertionError(f"timed out after {seconds:g} s waiting for {what}\n{logs}")
+
+
+async def _fetcher_pid(redis: aioredis.Redis, prefix: str) -> int | None:
+    """pid of the worker holding the Faust leader partition (the one running the fetch timer)."""
+    owners = await redis.hgetall(KeySpace(prefix).group("solstake").owners)
+    for field, member in owners.items():
+        if field.decode().startswith("solstake-__assignor-__leader:"):
+            return int(member.decode().rsplit("-", 2)[1])
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_runs_are_scored_exactly_once_across_worker_kills(
+    settings: Settings, database_url: str, redis_url: str, redis_client: aioredis.Redis, db_pool: asyncpg.Pool,
+    tmp_path: Path,
+) -> None:
+    sim = await start_simulator(0, seed=752, validators=VALIDATORS, epoch_seconds=0)
+    prefix = settings.redis_prefix
+    env = processes.base_env(DATABASE_URL=database_url, REDIS_URL=redis_url, REDIS_PREFIX=prefix,
+                             SOLANA_RPC_URL=sim.url, FETCH_INTERVAL="3600", RUN_TIMEOUT="600",
+                             STREAM_PARTITIONS=str(PARTITIONS))
+    workers = {name: processes.worker(name, env, tmp_path) for name in ("w1", "w2")}
+    everyone = list(workers.values())
+
+    async def run_row(run_id: str) -> asyncpg.Record | None:
+        return await db_pool.fetchrow("SELECT * FROM scoring_runs WHERE id = $1", run_id)
+
+    async def finished(run_id: str) -> asyncpg.Record | None:
+        row = await run_row(run_id)
+        return row if row is not None and row["status"] != "running" else None
+
+    async def produced(expected: int) -> bool:
+        status = await stream_status(redis_client, prefix)
+        return sum(p.highwater for p in status.partitions if p.topic == RECORDS_TOPIC) >= expected
+
+    async def in_flight(run_id: str) -> bool:
+        row = await run_row(run_id)
+        return row is not None and row["status"] == "running" and row["success_count"] > 0
+
+    try:
+        # Run 1: the leader's timer fetches as soon as the group is up (no timer run yet).
+        first = await _wait(lambda: db_pool.fetchval("SELECT id::text FROM scoring_runs LIMIT 1"),
+                            "the first timer run", 90, everyone)
+        await _wait(lambda: finished(first), "run 1 to finish", 60, everyone)
+        records_per_run = VALIDATORS + PARTITIONS  # one header per partition
+
+        # Run 2: SIGKILL a worker that is not the fetcher while scores are being written; restart it.
+        second = await request_fetch(redis_client, prefix, trigger="cli", actor="e2e")
+        await _wait(lambda: in_flight(second), "run 2 to start persisting", 60, everyone)
+        fetcher = await _fetcher_pid(redis_client, prefix)
+        victim = next(n for n, p in workers.items() if p.pid != fetcher)
+        workers[victim].kill()
+        workers[victim] = processes.worker(f"{victim}-restarted", env, tmp_path)
+        everyone.append(workers[victim])
+        await _wait(lambda: finished(second), "run 2 to finish after the kill", 90, everyone)
+
+        # Run 3: SIGKILL the fetching worker itself once its records are on the stream; restart it.
+        third = await request_fetch(redis_client, prefix, trigger="cli", actor="e2e")
+        await _wait(lambda: produced(3 * records_per_run), "run 3 records on the stream", 60, everyone)
+        fetcher = await _fetcher_pid(redis_client, prefix)
+        victim = next((n for n, p in workers.items() if p.pid == fetcher), "w1")
+        workers[victim].kill()
+        workers[victim] = processes.worker(f"{victim}-restarted-2", env, tmp_path)
+        everyone.append(workers[victim])
+        await _wait(lambda: finished(third), "run 3 to finish after the kill", 90, everyone)
+
+        runs = [await run_row(r) for r in (first, second, third)]
+        for row in runs:
+            assert row is not None
+            assert (row["status"], row["validator_count"], row["success_count"], row["fail_count"]) == (
+                "completed", VALIDATORS, VALIDATORS, 0), dict(row)
+            scored = await db_pool.fetchval(
+                "SELECT count(DISTINCT validator_id) FROM trust_scores WHERE scoring_run_id = $1", row["id"])
+            rows = await db_pool.fetchval("SELECT count(*) FROM trust_scores WHERE scoring_run_id = $1", row["id"])
+            assert scored == rows == VALIDATORS
+        assert await db_pool.fetchval("SELECT count(*) FROM validators") == VALIDATORS
+        async with db_pool.acquire() as conn:
+            _counts, checks = await verify_database(conn)
+        assert [c.name for c in checks if not c.ok] == []
+
+        # Graceful stop: SIGTERM; a worker still alive after 30 s is SIGKILLed and shows up as -9 here.
+        codes = [p.stop(timeout=30) for p in workers.values()]
+        assert codes == [0, 0], "\n".join(p.tail() for p in workers.values())
+        status = await stream_status(redis_client, prefix)
+        assert status.lag == 0, status
+    finally:
+        for proc in workers.values():
+            if proc.popen.poll() is None:
+                proc.signal(signal.SIGKILL)
+        await sim.close()
