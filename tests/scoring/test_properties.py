@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from stream_app.records import ValidatorRecord
 from stream_app.scoring import build_cluster_context, update
 from stream_app.scoring import config as names
+from stream_app.scoring.config import DEFAULT_CONFIG
+from stream_app.scoring.rugs import rug_factor
 from stream_app.scoring.state import ValidatorState
 from tests.scoring.conftest import EPOCH, REFERENCE, SLOTS, credits_history, make_context, make_record
 
@@ -175,3 +177,18 @@ def test_a_run_scores_the_same_in_any_order(data: st.DataObject) -> None:
         "run", EPOCH, 1, 5, SLOTS, order
     )
     assert score_all(recs) == score_all(order)
+
+
+@FAST
+@given(records(), contexts)
+def test_being_delinquent_never_raises_the_score(rec: ValidatorRecord, ctx: object) -> None:
+    _, up = update(None, replace(rec, delinquent=False), ctx)  # type: ignore[arg-type]
+    _, down = update(None, replace(rec, delinquent=True), ctx)  # type: ignore[arg-type]
+    assert down.score <= up.score + 1e-9
+
+
+@FAST
+@given(st.integers(2, 100), st.integers(0, 200))
+def test_rug_penalty_only_decays(increase_pp: int, since: int) -> None:
+    now, later = rug_factor(increase_pp, since, DEFAULT_CONFIG), rug_factor(increase_pp, since + 1, DEFAULT_CONFIG)
+    assert 0 < later < now <= DEFAULT_CONFIG.rug_max
