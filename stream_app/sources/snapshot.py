@@ -26,11 +26,12 @@ run.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from stream_app.records import RecordError, RunHeader, ValidatorRecord
 from stream_app.sources.parse import (
@@ -52,6 +53,7 @@ from stream_app.sources.parse import (
 )
 from stream_app.sources.rpc import RpcClient, RpcError, StaleAnswer, gather_all
 
+T = TypeVar("T")
 BATCH = 100  # getMultipleAccounts' limit; also used for getInflationReward
 DEFAULT_MAX_SLOT_LAG = 150  # a node more than this many slots behind what we saw is lagging
 REWARDS_READY_FRACTION = 0.9  # fewer rewards than this share of the expected ones: not paid out yet
@@ -135,12 +137,22 @@ async def _fetch_infos(rpc: RpcClient) -> dict[str, ValidatorInfo]:
     return infos_by_identity(infos)
 
 
+async def _per_batch(rpc: RpcClient, method: str, votes: list[str], params: Callable[[list[str]], list[Any]],
+                     parse: Callable[[Any, list[str]], T]) -> list[T]:
+    """One call per batch of 100, `rpc.concurrency` in flight, each answer parsed as soon as it arrives."""
+    limit = asyncio.Semaphore(rpc.concurrency)
+
+    async def one(batch: list[str]) -> T:
+        async with limit:
+            return parse(await rpc.call(method, params(batch)), batch)
+
+    return await gather_all(*(one(b) for b in _batches(votes)))
+
+
 async def _fetch_withdrawers(rpc: RpcClient, votes: list[str]) -> dict[str, str]:
-    batches = _batches(votes)
-    results = await rpc.call_many("getMultipleAccounts", [[b, {"encoding": "jsonParsed"}] for b in batches])
     out: dict[str, str] = {}
-    for batch, result in zip(batches, results, strict=True):
-        found, _bad = parse_vote_withdrawers(result, batch)
+    for found, _bad in await _per_batch(rpc, "getMultipleAccounts", votes, lambda b: [b, {"encoding": "jsonParsed"}],
+                                        parse_vote_withdrawers):
         out.update(found)
     return out
 
@@ -150,11 +162,10 @@ class RewardsNotReady(Exception):
 
 
 async def _fetch_applied(rpc: RpcClient, votes: list[str], epoch: int, expected: int) -> dict[str, int]:
-    batches = _batches(votes)
-    results = await rpc.call_many("getInflationReward", [[b, {"epoch": epoch}] for b in batches])
     out: dict[str, int] = {}
-    for batch, result in zip(batches, results, strict=True):
-        rewards, _bad = parse_inflation_rewards(result, batch, epoch)
+    answers = await _per_batch(rpc, "getInflationReward", votes, lambda b: [b, {"epoch": epoch}],
+                               lambda result, batch: parse_inflation_rewards(result, batch, epoch))
+    for rewards, _bad in answers:
         out.update({vote: r.commission for vote, r in rewards.items() if r.commission is not None})
     if len(out) < REWARDS_READY_FRACTION * expected:
         raise RewardsNotReady(f"{len(out)} rewards for {expected} vote accounts that earned credits in epoch {epoch}")
@@ -184,20 +195,17 @@ async def fetch_cluster_snapshot(
                                                                                          max_slot_lag)))
     state.highest_slot = max(state.highest_slot, epoch_info.absolute_slot)
 
-    votes_task = rpc.call("getVoteAccounts", [{"commitment": "finalized"}],
-                          check=_votes_fresh(epoch_info.absolute_slot, max_slot_lag))
-    nodes_task = rpc.call("getClusterNodes")
-    production_task = rpc.call("getBlockProduction", [{"commitment": "finalized"}])
+    # Each answer is parsed as soon as it arrives, so at most one decoded JSON tree (several times the size of
+    # its parsed form) is alive at a time.
+    votes_task = _parsed(parse_vote_accounts, rpc.call(
+        "getVoteAccounts", [{"commitment": "finalized"}], check=_votes_fresh(epoch_info.absolute_slot, max_slot_lag)))
+    nodes_task = _parsed(parse_cluster_nodes, rpc.call("getClusterNodes"))
+    production_task = _parsed(parse_block_production, rpc.call("getBlockProduction", [{"commitment": "finalized"}]))
     refresh_infos = state.infos is None or observed_at - state.infos_at >= info_ttl
     infos_task = _fetch_infos(rpc) if refresh_infos else None
-    votes_raw, nodes_raw, production_raw, infos_result = await gather_all(
+    votes, (nodes, _node_failures), (production, production_failures), infos_result = await gather_all(
         votes_task, nodes_task, production_task, _optional(infos_task))
     source = rpc.url
-
-    votes = parse_vote_accounts(votes_raw)
-    nodes, _node_failures = parse_cluster_nodes(nodes_raw)
-    production, production_failures = parse_block_production(production_raw)
-    del votes_raw, nodes_raw, production_raw  # the decoded JSON is several times the parsed size
     unreadable = {f.key for f in production_failures if f.key}
     for key in unreadable:  # an unreadable entry is unknown, not "no leader slots"
         production.by_identity.pop(key, None)
@@ -247,6 +255,10 @@ async def fetch_cluster_snapshot(
         block_production_range=(production.first_slot, production.last_slot), rollover_from=rollover_from,
         missing=missing, warnings=tuple(warnings),
     )
+
+
+async def _parsed(parse: Callable[[Any], T], call: Awaitable[Any]) -> T:
+    return parse(await call)
 
 
 async def _optional(task: Any) -> Any:
