@@ -330,7 +330,8 @@ def _print_streams(snap: Any) -> None:
         for gp in group.partitions:
             last = _when(gp.last_commit_record_ms / 1000) if gp.last_commit_record_ms else "-"
             committed = "never" if gp.committed is None else f"{gp.committed:,}"
-            print(f"    {gp.topic}[{gp.partition}]  committed {committed:>9}  lag {gp.lag:>7,}  "
+            lag = "-" if gp.lag is None else f"{gp.lag:,}"
+            print(f"    {gp.topic}[{gp.partition}]  committed {committed:>9}  lag {lag:>7}  "
                   f"last committed record {last}  owner {gp.owner or '-'}")
 
 

@@ -42,7 +42,7 @@ class GroupPartition:
     topic: str
     partition: int
     committed: int | None  # next offset the group will read; None = never committed
-    lag: int
+    lag: int | None  # None for changelog / internal topics, which are read but never committed
     owner: str | None
     last_commit_record_ms: int | None  # timestamp of the last committed record, ms
 
@@ -64,7 +64,7 @@ class GroupStats:
 
     @property
     def total_lag(self) -> int:
-        return sum(p.lag for p in self.partitions)
+        return sum(p.lag for p in self.partitions if p.lag is not None)
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,11 @@ class StreamSnapshot:
         for p in self.partitions:
             out.setdefault(p.topic, []).append(p)
         return out
+
+
+def is_internal(topic: str) -> bool:
+    """Faust's table changelogs and its leader-election topic: never committed by a consumer group."""
+    return topic.endswith("-changelog") or topic.endswith("__assignor-__leader")
 
 
 async def _group_ids(redis: aioredis.Redis, keys: KeySpace) -> list[str]:
@@ -131,8 +136,9 @@ async def _read_group(redis: aioredis.Redis, keys: KeySpace, group_id: str,
     for tp in tps:
         hw = highwaters.get((tp.topic, tp.partition), 0)
         done = committed.get(tp)
+        lag = None if is_internal(tp.topic) and done is None else max(0, hw - (done or 0))
         parts.append(GroupPartition(
-            tp.topic, tp.partition, done, max(0, hw - (done or 0)), owner_of.get(tp),
+            tp.topic, tp.partition, done, lag, owner_of.get(tp),
             last_ts.get((tp.topic, tp.partition)),
         ))
     return GroupStats(
@@ -210,6 +216,8 @@ class StreamCollector(Collector):
             members.add_metric([g.group], sum(1 for m in g.members if m.expires_in > 0))
             generation.add_metric([g.group], g.generation)
             for gp in g.partitions:
+                if gp.lag is None:
+                    continue
                 lag.add_metric([g.group, gp.topic, str(gp.partition)], gp.lag)
         yield from (backlog, highwater, lag, members, generation)
         yield _age(snap.taken_at)
