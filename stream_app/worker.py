@@ -36,7 +36,7 @@ def main() -> None:
     urls, _embedded = resolve_embedded(settings)  # explicit URLs under `solstake run`; embedded when alone
     app = build(settings, urls.database_url, urls.redis_url)
     try:
-        start_http_server(settings.worker_metrics_port, addr="127.0.0.1")
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
     except OSError as exc:
         logging.getLogger(__name__).warning("worker metrics port %s unavailable: %s",
                                             settings.worker_metrics_port, exc)
