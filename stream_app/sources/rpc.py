@@ -43,6 +43,8 @@ RETRYABLE_RPC_CODES = frozenset({
     -32603,  # internal error
 })
 RETRYABLE_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
+USER_AGENT = "sol-stake/0.1 (+https://github.com/sol-stake)"
+MAX_RETRY_AFTER_KEPT = 24 * 3600.0  # a Retry-After beyond a day is treated as a day
 
 
 class RpcError(Exception):
@@ -152,7 +154,11 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
 
 
 class RpcClient:
-    """JSON-RPC over HTTP to one or more Solana RPC URLs, tried in turn."""
+    """JSON-RPC over HTTP to one or more Solana RPC URLs, tried in turn.
+
+    Keep one client alive between fetches when you can: it remembers each URL's Retry-After and which URL
+    answered last.
+    """
 
     def __init__(
         self,
@@ -163,7 +169,7 @@ class RpcClient:
         max_response_bytes: int = 256 * 1024 * 1024,
         backoff_base: float = 0.25,
         backoff_cap: float = 8.0,
-        max_retry_after: float = 60.0,
+        max_retry_after: float = 60.0,  # a longer Retry-After on every URL fails the call at once
         concurrency: int = 8,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -217,7 +223,7 @@ class RpcClient:
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=max(4, self.concurrency * 2))
-            self._session = aiohttp.ClientSession(connector=connector)
+            self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT})
             self._own_session = True
         return self._session
 
@@ -234,6 +240,10 @@ class RpcClient:
             index = self._pick(attempt)
             endpoint = self.endpoints[index]
             wait = max(endpoint.not_before - time.monotonic(), 0.0)
+            if wait > self.max_retry_after:  # every URL is rate limited for longer than we would wait
+                raise RpcUnavailable(
+                    f"{method}: rate limited by every URL for another {wait:.0f} s (Retry-After); not waiting more "
+                    f"than {self.max_retry_after:g} s", method=method, url=endpoint.url, attempts=attempt)
             if tried[index]:  # a URL that failed this call: back off; a fresh one is tried at once
                 wait = max(wait, backoff_delay(tried[index], self.backoff_base, self.backoff_cap, self._rng))
             tried[index] += 1
@@ -252,7 +262,7 @@ class RpcClient:
                 last = retry.error
                 self.stats.retries[type(retry.error).__name__] += 1
                 if retry.retry_after is not None:
-                    endpoint.not_before = time.monotonic() + min(retry.retry_after, self.max_retry_after)
+                    endpoint.not_before = time.monotonic() + min(retry.retry_after, MAX_RETRY_AFTER_KEPT)
                 if len(self.endpoints) > 1:
                     self.stats.failovers += 1
                     self._preferred = (index + 1) % len(self.endpoints)

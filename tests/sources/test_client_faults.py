@@ -175,3 +175,13 @@ async def test_stale_vote_accounts_from_a_second_node_are_refused(small_sim: Sim
     async with fast_client(small_sim.url, max_retries=1) as rpc:
         with pytest.raises(RpcStale, match="lastVote"):
             await fetch_cluster_snapshot(rpc)
+
+
+async def test_long_retry_after_fails_fast_and_is_remembered(small_sim: SimulatorHandle) -> None:
+    small_sim.faults.add("rate_limit", retry_after=120)
+    async with fast_client(small_sim.url, max_retry_after=5) as rpc:
+        with pytest.raises(RpcUnavailable, match=r"rate limited by every URL for another 1[12][0-9] s"):
+            await rpc.call("getSlot")
+        with pytest.raises(RpcUnavailable, match="rate limited"):
+            await rpc.call("getEpochInfo")  # not sent at all: the URL asked us to stay away
+    assert len(small_sim.log) == 1 and rpc.stats.waits == []
