@@ -12,11 +12,15 @@ HTTP client library). Variants, each answering a tiny (~60 B) and a large (~690 
                  then the cache GET: three steps, two Redis round trips
     ours-2rt     our middlewares (verified-token memo; limiter Lua also checks the jti deny-list),
                  handler GETs the cache itself: two round trips
-    ours-1rt     our middlewares with the cache-key hook: limiter, deny-list and cache GET in ONE EVALSHA
+    ours-1rt     our middlewares with the cache-key hook: limiter + deny-list EVALSHA and the cache GET
+                 pipelined in ONE round trip (the default)
+    ours-1rt-lua the same, but the script itself GETs the cache (one EVALSHA; the value passes through Lua)
 
-Throughput runs `--concurrency` connections for a fixed time; latency runs one connection, sequential.
-Rounds alternate variants (ABAB...) so load drift from other processes hits all of them alike.
-Redis: REDIS_URL, else an embedded Redis under .solstake/bench. The limiter gets a limit no run reaches.
+Throughput runs `--concurrency` connections; latency runs one connection, sequential. Both run in 0.5 s slices
+with the variants interleaved, so load drift from other processes hits all of them alike. Beside req/s the
+bench reports the web process's CPU time per request (from /proc) and Redis's (INFO cpu): on a shared machine
+CPU per request is the steadier measure of what the layer costs. Redis: a private embedded one (so its CPU is
+ours alone) unless --redis-url. The limiter gets a limit no run reaches.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LARGE_SOURCE = ROOT.parent / "shared" / "data" / "solana-mainnet" / "laine_getVoteAccounts_mainnet_e752_2025-03-07.json"
 LARGE_BYTES = 690 * 1024
 SECRET = "bench-secret-" + "b" * 40
-VARIANTS = ("bare-redis", "bare-memory", "naive", "ours-2rt", "ours-1rt")
+VARIANTS = ("bare-redis", "bare-memory", "naive", "ours-2rt", "ours-1rt", "ours-1rt-lua")
 SIZES = ("tiny", "large")
 NAIVE_LUA = """
 local t = redis.call('TIME')
@@ -81,7 +85,7 @@ def build_server(redis_url: str, prefix: str) -> Any:
 
     from http_app.access import access_middlewares, install_access_control
     from http_app.keys import REDIS
-    from http_app.ratelimit import CACHE_KEY_HOOK, PREFETCHED_CACHE
+    from http_app.ratelimit import CACHE_KEY_HOOK, PREFETCHED_CACHE, RATE_LIMITING
     from stream_app.settings import Settings
 
     settings = Settings.from_env({
@@ -122,7 +126,8 @@ def build_server(redis_url: str, prefix: str) -> Any:
             return web.json_response({"error": "Too Many Requests"}, status=429)
         return await handler(request)
 
-    def sub(middlewares: list[Any], handler: Any, *, ours: bool = False, hook: bool = False) -> web.Application:
+    def sub(middlewares: list[Any], handler: Any, *, ours: bool = False, hook: bool = False,
+            in_script: bool = False) -> web.Application:
         app = web.Application(middlewares=middlewares)
         app.router.add_get("/{size}", handler)
         if ours:
@@ -133,6 +138,7 @@ def build_server(redis_url: str, prefix: str) -> Any:
                 return cache_key(request.match_info.get("size", "") or request.path.rsplit("/", 1)[-1])
 
             app[CACHE_KEY_HOOK] = key_for
+            app[RATE_LIMITING].cache_in_script = in_script
         return app
 
     root.add_subapp("/bare-redis", sub([], from_redis))
@@ -140,6 +146,7 @@ def build_server(redis_url: str, prefix: str) -> Any:
     root.add_subapp("/naive", sub([naive], from_redis))
     root.add_subapp("/ours-2rt", sub(access_middlewares(), from_redis, ours=True))
     root.add_subapp("/ours-1rt", sub(access_middlewares(), prefetched, ours=True, hook=True))
+    root.add_subapp("/ours-1rt-lua", sub(access_middlewares(), prefetched, ours=True, hook=True, in_script=True))
 
     async def seed_cache(app: web.Application) -> AsyncIterator[None]:
         for size, body in bodies.items():
@@ -219,51 +226,82 @@ async def wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
     raise SystemExit("bench server did not start")
 
 
-def redis_for_bench() -> tuple[str, Callable[[], None]]:
-    url = os.environ.get("REDIS_URL")
+def redis_for_bench(url: str | None) -> tuple[str, Callable[[], None]]:
+    """A private Redis by default, so its CPU time per request is ours alone (`--redis-url` to share one)."""
     if url:
         return url, lambda: None
     from stream_app.embedded import EmbeddedRedis
+    from tests.auth.conftest import free_port  # a small helper; no test machinery is involved
 
-    server = EmbeddedRedis(root=ROOT / ".solstake" / "bench", appendonly=False)
+    server = EmbeddedRedis(root=ROOT / ".solstake" / "bench", port=free_port(), appendonly=False)
     return server.start(), server.stop
 
 
-async def measure(args: argparse.Namespace, port: int, token: str) -> dict[tuple[str, str], dict[str, float]]:
-    rounds = 1 if args.quick else 3
-    seconds = 1.0 if args.quick else 3.0
-    samples: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for _round in range(rounds):
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def redis_cpu_seconds(client: Any) -> float:
+    info = await client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def measure(args: argparse.Namespace, port: int, token: str, server_pid: int, redis: Any
+                  ) -> dict[tuple[str, str], dict[str, float]]:
+    """Many short slices, variants interleaved, so load from other processes spreads evenly over them."""
+    cycles = 2 if args.quick else 8
+    seconds = 0.5
+    totals: dict[tuple[str, str], dict[str, float]] = {}
+    latencies: dict[tuple[str, str], list[float]] = {}
+    for _cycle in range(cycles):
         for size in SIZES:
             for variant in VARIANTS:
                 path = f"/{variant}/{size}"
+                cpu0, rcpu0, t0 = process_cpu_seconds(server_pid), await redis_cpu_seconds(redis), time.perf_counter()
                 throughput = await drive(port, path, token, seconds, args.concurrency, timed=False)
+                elapsed = time.perf_counter() - t0
+                cpu = process_cpu_seconds(server_pid) - cpu0
+                rcpu = await redis_cpu_seconds(redis) - rcpu0
                 latency = await drive(port, path, token, seconds / 2, 1, timed=True)
                 if throughput.bad or latency.bad:
                     raise SystemExit(f"{path}: {throughput.bad + latency.bad} non-200 answers")
-                entry = samples.setdefault((variant, size), {"rps": [], "p50": []})
-                entry["rps"].append(throughput.done / seconds)
-                entry["p50"].append(statistics.median(latency.latencies) * 1000)
-    return {key: {name: statistics.median(values) for name, values in entry.items()}
-            for key, entry in samples.items()}
+                entry = totals.setdefault((variant, size), {"done": 0, "seconds": 0, "cpu": 0, "rcpu": 0})
+                entry["done"] += throughput.done
+                entry["seconds"] += elapsed - 0.2  # drive() spends 0.2 s warming its connection first
+                entry["cpu"] += cpu
+                entry["rcpu"] += rcpu
+                latencies.setdefault((variant, size), []).extend(latency.latencies)
+    return {
+        key: {
+            "rps": entry["done"] / entry["seconds"],
+            "cpu_us": 1e6 * entry["cpu"] / entry["done"],
+            "redis_us": 1e6 * entry["rcpu"] / entry["done"],
+            "p50": statistics.median(latencies[key]) * 1000,
+        }
+        for key, entry in totals.items()
+    }
 
 
 def report(results: dict[tuple[str, str], dict[str, float]], concurrency: int, sizes: dict[str, int]) -> None:
-    print(f"\nauth + rate limit overhead (concurrency {concurrency}; p50 from one sequential connection)")
-    print(f"{'payload':<8} {'variant':<12} {'req/s':>9} {'% of bare-redis':>16} {'p50 ms':>8} {'added p50 ms':>13}")
+    print(f"\nauth + rate limit overhead (concurrency {concurrency}; p50 from one sequential connection;")
+    print("server CPU = web process CPU per request, the capacity measure least disturbed by other load)")
+    print(f"{'payload':<11} {'variant':<13} {'req/s':>7} {'% bare':>7} {'server CPU us':>14} {'capacity %':>11} "
+          f"{'redis CPU us':>13} {'p50 ms':>7} {'added p50':>10}")
     for size in SIZES:
         base = results[("bare-redis", size)]
         for variant in VARIANTS:
             row = results[(variant, size)]
-            share = 100 * row["rps"] / base["rps"]
-            added = row["p50"] - base["p50"]
-            print(f"{size + ' ' + _human(sizes[size]):<8} {variant:<12} {row['rps']:>9.0f} {share:>15.0f}% "
-                  f"{row['p50']:>8.3f} {added:>+13.3f}")
-    print("\ngoal: full stack (ours-1rt) >= 60% of bare-redis throughput and <= 1 ms p50 added")
+            print(f"{size + ' ' + _human(sizes[size]):<11} {variant:<13} {row['rps']:>7.0f} "
+                  f"{100 * row['rps'] / base['rps']:>6.0f}% {row['cpu_us']:>14.0f} "
+                  f"{100 * base['cpu_us'] / row['cpu_us']:>10.0f}% {row['redis_us']:>13.1f} "
+                  f"{row['p50']:>7.3f} {row['p50'] - base['p50']:>+10.3f}")
+    print("\ngoal: full stack (ours-1rt) keeps >= 60% of bare-redis throughput, adds <= 1 ms p50")
     for size in SIZES:
         ours, base = results[("ours-1rt", size)], results[("bare-redis", size)]
-        print(f"  {size}: {100 * ours['rps'] / base['rps']:.0f}% of bare throughput, "
-              f"{ours['p50'] - base['p50']:+.3f} ms p50")
+        print(f"  {size}: throughput {100 * ours['rps'] / base['rps']:.0f}% of bare, "
+              f"capacity (server CPU) {100 * base['cpu_us'] / ours['cpu_us']:.0f}% of bare, "
+              f"p50 {ours['p50'] - base['p50']:+.3f} ms")
 
 
 def _human(size: int) -> str:
@@ -271,23 +309,26 @@ def _human(size: int) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    import redis.asyncio as aioredis
+
     from http_app.tokens import Identity, Keyring, issue_access_token
+    from tests.auth.conftest import free_port
 
-    redis_url, stop_redis = redis_for_bench()
+    redis_url, stop_redis = redis_for_bench(args.redis_url)
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    from tests.auth.conftest import free_port  # a small helper; no test machinery is involved
-
     port = free_port()
     command = [sys.executable, "-m", "bench.auth_overhead", "--serve", str(port), redis_url, prefix]
     server = subprocess.Popen(command, cwd=ROOT)  # noqa: ASYNC220 - started once, before any measuring
+    redis = aioredis.from_url(redis_url)
     try:
         await wait_for(port, server)
         keyring = Keyring(keys={"k1": SECRET.encode()}, active_kid="k1", issuer="sol-stake",
                           audience="sol-stake-api", access_ttl=3600, refresh_ttl=3600, leeway=30)
         token = issue_access_token(keyring, Identity(user_id="1", role="user"))
-        results = await measure(args, port, token)
+        results = await measure(args, port, token, server.pid, redis)
         report(results, args.concurrency, {k: len(v) for k, v in payloads().items()})
     finally:
+        await redis.aclose()
         server.terminate()
         server.wait(timeout=10)
         stop_redis()
@@ -297,6 +338,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one short round")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--redis-url", help="use this Redis instead of a private embedded one")
     parser.add_argument("--serve", nargs=3, metavar=("PORT", "REDIS_URL", "PREFIX"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

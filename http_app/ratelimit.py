@@ -20,11 +20,12 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from http_app.access_metrics import RATE_LIMIT_REJECTIONS, RATE_LIMIT_UNAVAILABLE
 from http_app.auth import ACCESS_CONTROL, REDIS_UNAVAILABLE, REVOCATION_CHECKED
@@ -136,19 +137,30 @@ class SlidingWindowLimiter:
         return _window_key(self._prefix, policy.name, client)
 
     async def hit(
-        self, policy: Policy, client: str, *, revocation_key: str | None = None, cache_key: str | None = None
+        self, policy: Policy, client: str, *, revocation_key: str | None = None, cache_key: str | None = None,
+        cache_in_script: bool = False,
     ) -> Verdict:
-        """Count one request of `client` under `policy`; raises RedisError/OSError when Redis fails."""
+        """Count one request of `client` under `policy`; raises RedisError/OSError when Redis fails.
+
+        With `cache_key`, the cached bytes come back in the same round trip: pipelined beside the script
+        (default; a large value never passes through Lua, which costs Redis a copy) or read by the script
+        itself (`cache_in_script`; nothing is read for a refused or revoked request).
+        """
         keys = [self.key(policy, client)]
         if revocation_key is not None:
             keys.append(revocation_key)
-        if cache_key is not None:
-            keys.append(cache_key)
+        in_script = cache_key is not None and cache_in_script
+        if in_script:
+            keys.append(cache_key)  # type: ignore[arg-type]
         member = f"{self._tag}:{next(self._counter)}"
-        window_us = int(policy.window * 1_000_000)
-        flags = [int(revocation_key is not None), int(cache_key is not None)]
-        args: list[int | str] = [policy.limit, window_us, member, *flags]
-        allowed, used, reset_us, now_us, revoked, cached = await self._script(keys=keys, args=args)
+        args: list[int | str] = [policy.limit, int(policy.window * 1_000_000), member,
+                                 int(revocation_key is not None), int(in_script)]
+        if cache_key is None or in_script:
+            reply = await self._script(keys=keys, args=args)
+            cached = reply[5]
+        else:
+            reply, cached = await self._pipelined(keys, args, cache_key)
+        allowed, used, reset_us, now_us, revoked = reply[:5]
         return Verdict(
             policy=policy,
             allowed=bool(allowed),
@@ -156,8 +168,22 @@ class SlidingWindowLimiter:
             reset_seconds=int(reset_us) / 1_000_000,
             redis_now=int(now_us) / 1_000_000,
             revoked=bool(revoked) if revocation_key is not None else None,
-            cached=cached,
+            cached=cached if allowed and not revoked else None,
         )
+
+    async def _pipelined(self, keys: list[str], args: list[int | str], cache_key: str) -> tuple[Any, Any]:
+        for attempt in (1, 2):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+            pipe.get(cache_key)
+            try:
+                reply, cached = await pipe.execute()
+                return reply, cached
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self._redis.script_load(SLIDING_WINDOW_LUA)  # flushed or restarted Redis
+        raise AssertionError("unreachable")
 
 
 def too_many_requests(verdict: Verdict) -> web.Response:
@@ -183,11 +209,12 @@ RATE_LIMIT_VERDICT = web.RequestKey("ratelimit_verdict", Verdict)
 
 async def count_request(
     limiter: SlidingWindowLimiter, policy: Policy, client: str, *,
-    revocation_key: str | None = None, cache_key: str | None = None,
+    revocation_key: str | None = None, cache_key: str | None = None, cache_in_script: bool = False,
 ) -> Verdict | None:
     """The verdict, or None when Redis cannot be reached (the caller applies the policy's failure mode)."""
     try:
-        return await limiter.hit(policy, client, revocation_key=revocation_key, cache_key=cache_key)
+        return await limiter.hit(policy, client, revocation_key=revocation_key, cache_key=cache_key,
+                                 cache_in_script=cache_in_script)
     except (RedisError, OSError, TimeoutError):
         outcome = "fail_closed" if policy.name == "signin" else "fail_open"
         RATE_LIMIT_UNAVAILABLE.labels(policy.name, outcome).inc()
@@ -210,6 +237,7 @@ class RateLimiting:
         self.policies = Policies.from_settings(settings)
         self.trusted_hops = settings.trusted_proxy_hops
         self.prefix = settings.redis_prefix
+        self.cache_in_script = False  # see SlidingWindowLimiter.hit; pipelined is cheaper for large answers
         self._limiter: SlidingWindowLimiter | None = None
 
     def attach(self, redis: aioredis.Redis) -> None:
@@ -249,9 +277,8 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
     if hook is not None and check.error is None and policy is not limiting.policies.signin:
         principal = check.token.principal() if check.token is not None else ANONYMOUS
         cache_key = await hook(request, principal)
-    verdict = await count_request(
-        limiting.limiter, policy, client, revocation_key=revocation_key, cache_key=cache_key
-    )
+    verdict = await count_request(limiting.limiter, policy, client, revocation_key=revocation_key,
+                                  cache_key=cache_key, cache_in_script=limiting.cache_in_script)
     if verdict is None:
         if policy is limiting.policies.signin:
             return limiter_unavailable()

@@ -14,6 +14,8 @@ from aiohttp.test_utils import TestClient
 from http_app.access import access_middlewares, install_access_control, setup_cors
 from http_app.auth import PRINCIPAL
 from http_app.keys import DB_POOL, REDIS, SETTINGS
+from http_app.principal import Principal
+from http_app.ratelimit import CACHE_KEY_HOOK, PREFETCHED_CACHE
 from http_app.tokens import Identity, Keyring, issue_access_token
 from stream_app.db import create_pool
 from stream_app.embedded import EmbeddedRedis
@@ -30,6 +32,20 @@ async def whoami(request: web.Request) -> web.Response:
         "permissions": sorted(principal.permissions),
         "wallet": principal.wallet_pubkey,
     })
+
+
+async def prefetched(request: web.Request) -> web.Response:
+    """What the limiter's round trip found under this request's cache key (the API's cache hit path)."""
+    if PREFETCHED_CACHE not in request:
+        return web.json_response({"prefetched": "not looked up"})
+    body = request[PREFETCHED_CACHE]
+    return web.json_response({"prefetched": None if body is None else body.decode()})
+
+
+async def cache_key_for(request: web.Request, principal: Principal) -> str | None:
+    if request.path != "/prefetched":
+        return None
+    return f"{request.app[SETTINGS].redis_prefix}:cache:{principal.scope}"
 
 
 async def health(request: web.Request) -> web.Response:
@@ -54,6 +70,8 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/whoami", whoami)
     app.router.add_post("/whoami", whoami)
     app.router.add_get("/health", health)
+    app.router.add_get("/prefetched", prefetched)
+    app[CACHE_KEY_HOOK] = cache_key_for
     setup_cors(app, settings)
     return app
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from http_app.principal import ROLE_PERMISSIONS
 from stream_app.embedded import EmbeddedRedis
@@ -165,3 +166,13 @@ async def test_redis_down_reads_fail_open_and_sign_in_fails_closed(
     challenge = await client.post("/auth/challenge", json={"address": "11111111111111111111111111111111"})
     assert challenge.status == 503
     assert (await challenge.json())["error"] == "Service Unavailable"
+
+
+async def test_cache_rides_in_the_limiter_round_trip_per_scope(
+    make_client: AppFactory, token_for: Callable[..., str], redis_client: Any, redis_prefix: str
+) -> None:
+    client = await make_client()
+    await redis_client.set(f"{redis_prefix}:cache:public", b"anonymous answer")
+    assert await (await client.get("/prefetched")).json() == {"prefetched": "anonymous answer"}
+    signed_in = await client.get("/prefetched", headers={"Authorization": f"Bearer {token_for('admin')}"})
+    assert await signed_in.json() == {"prefetched": None}  # the admin scope has its own (empty) key

@@ -81,17 +81,26 @@ async def test_no_over_admission_under_concurrent_clients(redis_url: str, redis_
             await c.aclose()
 
 
-async def test_same_round_trip_answers_revocation_and_cache(redis_client: aioredis.Redis, redis_prefix: str) -> None:
+@pytest.mark.parametrize("in_script", [False, True])
+async def test_same_round_trip_answers_revocation_and_cache(
+    redis_client: aioredis.Redis, redis_prefix: str, in_script: bool
+) -> None:
     limiter = SlidingWindowLimiter(redis_client, redis_prefix)
     cache_key, revoked_key = f"{redis_prefix}:cache:q1", f"{redis_prefix}:auth:revoked:j1"
     await redis_client.set(cache_key, b"{\"data\":1}")
-    hit = await limiter.hit(DEFAULT, "r", revocation_key=f"{redis_prefix}:auth:revoked:j0", cache_key=cache_key)
+    hit = await limiter.hit(DEFAULT, "r", revocation_key=f"{redis_prefix}:auth:revoked:j0", cache_key=cache_key,
+                            cache_in_script=in_script)
     assert hit.allowed and hit.revoked is False and hit.cached == b"{\"data\":1}"
-    miss = await limiter.hit(DEFAULT, "r", cache_key=f"{redis_prefix}:cache:absent")
+    miss = await limiter.hit(DEFAULT, "r", cache_key=f"{redis_prefix}:cache:absent", cache_in_script=in_script)
     assert miss.cached is None and miss.revoked is None
     await redis_client.set(revoked_key, b"1")
-    revoked = await limiter.hit(DEFAULT, "r", revocation_key=revoked_key, cache_key=cache_key)
+    revoked = await limiter.hit(DEFAULT, "r", revocation_key=revoked_key, cache_key=cache_key,
+                                cache_in_script=in_script)
     assert revoked.revoked is True and revoked.cached is None  # nothing served to a revoked token
+    tight = Policy("anonymous", 1, 900)
+    assert (await limiter.hit(tight, "t", cache_key=cache_key, cache_in_script=in_script)).cached is not None
+    refused = await limiter.hit(tight, "t", cache_key=cache_key, cache_in_script=in_script)
+    assert not refused.allowed and refused.cached is None
 
 
 async def test_script_survives_a_script_cache_flush(redis_url: str, redis_prefix: str) -> None:
@@ -102,6 +111,8 @@ async def test_script_survives_a_script_cache_flush(redis_url: str, redis_prefix
         assert (await limiter.hit(DEFAULT, "f")).allowed
         await client.script_flush()
         assert (await limiter.hit(DEFAULT, "f")).used == 2
+        await client.script_flush()
+        assert (await limiter.hit(DEFAULT, "f", cache_key=f"{redis_prefix}:cache:none")).used == 3
     finally:
         await client.delete(limiter.key(DEFAULT, "f"))
         await client.aclose()
