@@ -180,7 +180,7 @@ class PipelineSensor(Sensor):
                 RECOVERY_SECONDS.observe(ended - begun)
 
 
-def install_worker_metrics(app: Any, settings: Settings, redis_url: str, *, interval: float = 10.0) -> None:
+def install_worker_metrics(app: Any, settings: Settings, redis_url: str, *, interval: float = 5.0) -> None:
     """Add the Faust sensor and a timer that refreshes the stream lag/backlog gauges from Redis."""
     import redis.asyncio as aioredis
 

@@ -173,6 +173,19 @@ async def test_a_run_moves_the_worker_counters_by_one_run(
     text_out = capsys.readouterr().out
     assert "validator-records" in text_out and "live member" in text_out and "lag" in text_out
 
+    # The worker's own stream gauges (refreshed from Redis every 5 s) agree: one member, no lag.
+    deadline = time.monotonic() + 25
+    while True:
+        final = samples(await scrape(worker.metrics_url))
+        members = value(final, "solstake_stream_group_members", group="solstake")
+        if members == 1 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1.0)
+    assert members == 1
+    lags = {labels: v for (name, labels), v in final.items() if name == "solstake_stream_lag_records"}
+    assert lags and all(v == 0 for v in lags.values()), lags
+    assert value(final, "solstake_stream_highwater_offset", topic="validator-records", partition="0") > 0
+
     # `metrics health` is all green with a live worker.
     assert await run_cli(monkeypatch, worker.env, "metrics", "health") == 0
     health = capsys.readouterr().out
