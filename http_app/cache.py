@@ -1,10 +1,12 @@
 """Response cache for GraphQL queries: a process-local tier in front of Redis, both gzip-ready.
 
-Key: `<prefix>:gql:v<schema version>:<caller scope>:<sha256(operation | normalized query | variables)>`,
-so a viewer never receives an admin's answer and a schema change never serves old shapes. Only
-successful queries are stored (never mutations, subscriptions or errors), for `Settings.cache_ttl`.
-Live events (new scores, finished runs) drop every entry and re-render the hot public queries once
-(warming), so readers do not pay the cold engine cost after a run. Hit/miss counters live in Redis
+Key: `<prefix>:gql:v<schema>:<data version>:<caller scope>:<sha256(operation | normalized query | vars)>`,
+so a viewer never receives an admin's answer and a schema change never serves old shapes. The data
+version is the id of the last live event that changed data: every web process sees the same stream,
+so they agree on it without deleting keys (old versions simply expire). Only successful queries are
+stored (never mutations, subscriptions or errors), for `Settings.cache_ttl`. A data change drops the
+local tier and re-renders the hot public queries once (warming, one process per query thanks to a
+Redis claim), so readers do not pay the cold engine cost after a run. Hit/miss counters live in Redis
 (flushed about once a second) so every web process reports the same hit rate. When Redis is down the
 cache is bypassed: answers still come from PostgreSQL.
 """
@@ -31,6 +33,7 @@ from http_app.graphql.limits import SCHEMA_VERSION
 from http_app.keys import CACHE, DB_POOL
 from http_app.metrics import CACHE_LOOKUPS
 from http_app.principal import ADMIN_SYSTEM, ANONYMOUS
+from stream_app import live
 from stream_app.settings import Settings
 
 log = logging.getLogger("http_app.cache")
@@ -60,7 +63,7 @@ class WarmSpec:
     query: str
     operation_name: str | None
     variables: dict[str, Any] | None
-    redis_key: str
+    normalized: str
     local_key: LocalKey
     hits: int = 0
 
@@ -82,7 +85,9 @@ class ResponseCache:
         self.ttl = settings.cache_ttl
         self.prefix = f"{settings.redis_prefix}:gql:"
         self.stats_key = f"{settings.redis_prefix}:gqlstats"
+        self.redis_prefix = settings.redis_prefix
         self.generation = 0  # bumped by every invalidation: a render started before it is not stored
+        self.data_version = "0-0"  # id of the last data-changing live event (part of every key)
         self.renderer: Renderer | None = None
         self._local: OrderedDict[LocalKey, Entry] = OrderedDict()
         self._local_bytes = 0
@@ -97,7 +102,7 @@ class ResponseCache:
     # ---- keys -----------------------------------------------------------------------------------------
     def redis_key(self, scope: str, operation_name: str | None, normalized: str, variables: bytes) -> str:
         digest = hashlib.sha256(b"|".join([(operation_name or "").encode(), normalized.encode(), variables]))
-        return f"{self.prefix}v{SCHEMA_VERSION}:{scope}:{digest.hexdigest()}"
+        return f"{self.prefix}v{SCHEMA_VERSION}:{self.data_version}:{scope}:{digest.hexdigest()}"
 
     # ---- lookups --------------------------------------------------------------------------------------
     def get_local(self, key: LocalKey) -> Entry | None:
@@ -147,11 +152,14 @@ class ResponseCache:
         return entry
 
     # ---- invalidation and warming -------------------------------------------------------------------
-    async def invalidate(self) -> int:
-        """Drop every cached answer (this process and Redis). Returns the Redis keys removed."""
+    def drop_local(self) -> None:
         self.generation += 1
         self._local.clear()
         self._local_bytes = 0
+
+    async def invalidate(self) -> int:
+        """Drop every cached answer (this process and Redis). Returns the Redis keys removed."""
+        self.drop_local()
         deleted = 0
         try:
             batch: list[bytes] = []
@@ -162,6 +170,8 @@ class ResponseCache:
                     batch.clear()
             if batch:
                 deleted += await self.redis.unlink(*batch)
+            # Tell every web process (this one included) to drop its local tier too.
+            await live.announce(self.redis, self.redis_prefix, {"type": "cache", "action": "clear"})
         except REDIS_ERRORS as exc:
             self._redis_unavailable(exc)
         return deleted
@@ -176,24 +186,24 @@ class ResponseCache:
             self._redis_unavailable(exc)
         return deleted
 
-    async def on_live_event(self, event: dict[str, Any]) -> None:
+    def on_live_event(self, version: str, event: dict[str, Any]) -> None:
+        """Data changed (scores, a finished run, a commission change, an admin clear): move to a new
+        data version, drop the local tier and re-render the hot queries (at once when a run finished;
+        after a short quiet period while score batches keep arriving)."""
         kind = event.get("type")
-        if kind == "scores":
-            await self.invalidate()
-            self.schedule_warm(delay=WARM_DEBOUNCE, lock_id=f"s{self.generation}")
-        elif kind == "run" and event.get("status") in ("completed", "partial", "failed"):
-            await self.invalidate()
-            self.schedule_warm(delay=0.0, lock_id=f"run:{event.get('run_id')}")
-        elif kind == "commission":
-            await self.invalidate()
-            self.schedule_warm(delay=WARM_DEBOUNCE, lock_id=f"c{self.generation}")
+        finished_run = kind == "run" and event.get("status") in ("completed", "partial", "failed")
+        if kind not in ("scores", "commission", "cache") and not finished_run:
+            return
+        self.data_version = version
+        self.drop_local()
+        self.schedule_warm(delay=0.0 if finished_run else WARM_DEBOUNCE)
 
-    def schedule_warm(self, delay: float, lock_id: str) -> None:
+    def schedule_warm(self, delay: float) -> None:
         if self._warming is not None and not self._warming.done():
             self._warming.cancel()
-        self._warming = asyncio.create_task(self._warm_after(delay, lock_id), name="cache-warm")
+        self._warming = asyncio.create_task(self._warm_after(delay), name="cache-warm")
 
-    async def warm_now(self, lock_id: str = "manual") -> int:
+    async def warm_now(self) -> int:
         """Re-render the hottest public queries; returns how many were rendered by this process."""
         if self.renderer is None:
             return 0
@@ -202,27 +212,37 @@ class ResponseCache:
         for spec in sorted(self._warm.values(), key=lambda s: s.hits, reverse=True)[:WARM_TOP]:
             if generation != self.generation:
                 return rendered
-            if not await self._claim(spec, lock_id):
-                continue  # another web process renders it; we will read its answer from Redis
+            redis_key = self.redis_key("public", spec.operation_name, spec.normalized, spec.local_key[3])
+            if not await self._claim(redis_key):
+                continue  # another web process renders it; our readers will find it in Redis
             body = await self.renderer(spec)
             if body is not None:
-                await self.put(spec.local_key, spec.redis_key, body, generation)
+                await self.put(spec.local_key, redis_key, body, generation)
                 rendered += 1
         return rendered
 
-    async def _warm_after(self, delay: float, lock_id: str) -> None:
+    async def settled(self) -> None:
+        """Wait for a scheduled warm-up to finish (tests and benchmarks use it; serving never waits)."""
+        while self._warming is not None and not self._warming.done():
+            try:
+                await asyncio.shield(self._warming)
+            except asyncio.CancelledError:
+                if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise
+
+    async def _warm_after(self, delay: float) -> None:
         try:
             if delay:
                 await asyncio.sleep(delay)
-            await self.warm_now(lock_id)
+            await self.warm_now()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("cache warming failed")
 
-    async def _claim(self, spec: WarmSpec, lock_id: str) -> bool:
+    async def _claim(self, redis_key: str) -> bool:
         try:
-            claimed = await self.redis.set(f"{spec.redis_key}:warm:{lock_id}", b"1", nx=True, ex=30)
+            claimed = await self.redis.set(f"{redis_key}:warm", b"1", nx=True, ex=30)
         except REDIS_ERRORS:
             return True  # no Redis: render locally
         return bool(claimed)

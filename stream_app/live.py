@@ -9,6 +9,7 @@ Events (all JSON objects with a "type"):
      "success_count": int, "fail_count": int, "validator_count": int}
     {"type": "commission", "vote_pubkey": str, "epoch": int, "kind": "rug|hike|decrease|change",
      "old_commission": int|None, "new_commission": int|None}
+    {"type": "cache", "action": "clear"}   (web tier only: an admin cleared the response cache)
 
 The sink calls `announce` after each persisted batch; web processes `tail` the stream to invalidate
 caches, warm hot queries and feed GraphQL subscriptions.
@@ -24,7 +25,7 @@ import redis.asyncio as aioredis
 
 STREAM_SUFFIX = ":live"
 MAXLEN = 10_000
-EVENT_TYPES = frozenset({"scores", "run", "commission"})
+EVENT_TYPES = frozenset({"scores", "run", "commission", "cache"})
 
 
 def stream_key(prefix: str) -> str:

@@ -247,7 +247,7 @@ async def graphql_http(request: web.Request) -> web.StreamResponse:
     if cacheable and not errors:
         warm = None
         if principal.scope == "public":
-            warm = WarmSpec(query, operation_name, variables, redis_key, local_key)
+            warm = WarmSpec(query, operation_name, variables, analyze(query).normalized, local_key)
         stored: Entry | None = await cache.put(local_key, redis_key, body, generation, warm)
         if stored is not None:
             return respond(request, media, stored.body, stored.gz, cache_state="MISS")

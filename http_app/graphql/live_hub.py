@@ -84,6 +84,8 @@ class LiveHub:
                 if last == "$":
                     last = await live.latest_id(self._redis, settings.redis_prefix)
                     self.version = last
+                    if CACHE in self.app:
+                        self.app[CACHE].data_version = last  # the same version every process starts from
                 self.connected.set()
                 async for entry_id, event in live.tail(self._redis, settings.redis_prefix, last, block_ms=5_000):
                     last = entry_id
@@ -100,10 +102,9 @@ class LiveHub:
 
     async def dispatch(self, entry_id: str, event: dict[str, Any]) -> None:
         self.version = entry_id
-        kind = event.get("type")
-        if kind in ("scores", "run", "commission") and CACHE in self.app:
+        if CACHE in self.app:
             try:
-                await self.app[CACHE].on_live_event(event)
+                self.app[CACHE].on_live_event(entry_id, event)
             except Exception:  # the cache must never stop subscriptions
                 log.exception("cache invalidation failed for live event %s", entry_id)
         for sub in list(self._subscribers):
