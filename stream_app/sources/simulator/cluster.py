@@ -374,9 +374,10 @@ class SimCluster:
     def rpc_vote_accounts(self, slot_lag: int = 0) -> dict[str, Any]:
         current: list[dict[str, Any]] = []
         delinquent: list[dict[str, Any]] = []
-        slot_index = self.slot_index
+        slot_index, tip = self.slot_index, self.slot
         for v in self.validators:
-            last = max(0, self.last_vote(v) - slot_lag)
+            true_last = self.last_vote(v)
+            last = max(0, true_last - slot_lag)
             entry = {
                 "activatedStake": v.stake,
                 "commission": v.commission_at(slot_index),
@@ -387,7 +388,7 @@ class SimCluster:
                 "rootSlot": max(0, last - 31),
                 "votePubkey": v.vote,
             }
-            (delinquent if self.is_delinquent(v) else current).append(entry)
+            (delinquent if tip - true_last >= DELINQUENT_DISTANCE else current).append(entry)
         return {"current": current, "delinquent": delinquent}
 
     def rpc_epoch_info(self, slot_lag: int = 0) -> dict[str, Any]:
@@ -463,6 +464,7 @@ class SimCluster:
         v = self._by_vote.get(address)
         if v is None:
             return None
+        last = self.last_vote(v)
         return {
             "data": {"parsed": {"info": {
                 "authorizedVoters": [{"authorizedVoter": v.identity, "epoch": self.epoch}],
@@ -470,8 +472,8 @@ class SimCluster:
                 "commission": v.commission_at(self.slot_index),
                 "epochCredits": [{"credits": str(c), "epoch": e, "previousCredits": str(p)}
                                  for e, c, p in self.epoch_credits(v)],
-                "lastTimestamp": {"slot": self.last_vote(v), "timestamp": 1_741_300_000 + self.slot // 3},
-                "nodePubkey": v.identity, "priorVoters": [], "rootSlot": max(0, self.last_vote(v) - 31),
+                "lastTimestamp": {"slot": last, "timestamp": 1_741_300_000 + self.slot // 3},
+                "nodePubkey": v.identity, "priorVoters": [], "rootSlot": max(0, last - 31),
                 "votes": [],
             }, "type": "vote"}, "program": "vote", "space": 3762},
             "executable": False, "lamports": 27_074_400 + v.total_credits, "owner": VOTE_PROGRAM_ID,
