@@ -90,7 +90,10 @@ SCRAPE_SECONDS = Histogram(
 BUSINESS = BusinessCollector(max_age=15.0, timeout=1.0)
 REGISTRY.register(BUSINESS)
 
-# The id of the request being handled, for log lines (see `_add_request_id`).
+# Set by the GraphQL handler once it knows the operation type, for the duration-by-type histogram.
+GRAPHQL_OPERATION: web.RequestKey[str] = web.RequestKey("graphql_operation", str)
+
+# The id of the request being handled, for log lines (see `install_request_id_logging`).
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
@@ -100,7 +103,7 @@ def _route(request: web.Request) -> str:
 
 
 def _graphql_operation(request: web.Request, response: web.StreamResponse | None) -> str:
-    given = request.get("graphql_operation")
+    given = request.get(GRAPHQL_OPERATION)
     if isinstance(given, str) and given in ("query", "mutation", "subscription"):
         return given
     if response is not None and response.headers.get("X-Cache", "").startswith("HIT"):

@@ -73,6 +73,7 @@ class Pipeline:
         async with self._lock:
             if self._resources is None:
                 pool = await create_pool(self.database_url, self.settings)
+                metrics.track_pool(pool)  # solstake_db_pool_* on the worker's /metrics
                 redis = aioredis.from_url(self.redis_url)
                 self._resources = Resources(pool, redis)
                 self._contexts = ContextCache(redis, self.settings.redis_prefix)

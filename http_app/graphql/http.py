@@ -27,7 +27,7 @@ from http_app.graphql.errors import (
 from http_app.graphql.limits import MAX_BODY_BYTES, OPERATION_TIMEOUT, analyze
 from http_app.graphql.loaders import Loaders
 from http_app.keys import CACHE, DB_POOL, EXECUTOR, LIVE_HUB, SETTINGS
-from http_app.metrics import GRAPHQL_REQUESTS, GRAPHQL_SECONDS
+from http_app.metrics import GRAPHQL_OPERATION, GRAPHQL_REQUESTS, GRAPHQL_SECONDS
 from http_app.principal import ANONYMOUS, Principal
 
 log = logging.getLogger("http_app.graphql")
@@ -219,6 +219,7 @@ async def graphql_http(request: web.Request) -> web.StreamResponse:
         operation = admit(request, principal, query, operation_name)
     except RequestError as err:
         return error_response(request, media, err)
+    request[GRAPHQL_OPERATION] = operation  # RED metrics: duration by operation type
 
     cacheable = operation == "query" and analyze(query).cacheable
     redis_key = ""
