@@ -17,6 +17,7 @@ from stream_app.scoring.rugs import window_worst
 from stream_app.scoring.state import ValidatorState
 
 INFO_FIELDS = ("name", "website", "details", "icon_url")
+TVC_MAX_CREDITS_PER_SLOT = 16  # timely vote credits (SIMD-0033): at most 16 credits per voted slot
 
 
 def clamp01(value: float) -> float:
@@ -81,8 +82,17 @@ def vote_performance(
             "ewma": round(state.vote_ewma, 6),
             "current_epoch_ratio": None if ratio_now is None else round(ratio_now, 6),
             "prior": round(prior, 6),
+            # Absolute TVC view of the last finished epoch: share of the 16-credits-per-slot maximum.
+            "tvc_share": tvc_share(record, state.vote_epoch, ctx.slots_in_epoch),
         },
     )
+
+
+def tvc_share(record: ValidatorRecord, epoch: int, slots_in_epoch: int) -> float | None:
+    earned = [c - p for e, c, p in record.epoch_credits if e == epoch]
+    if not earned or slots_in_epoch <= 0:
+        return None
+    return round(max(0, earned[0]) / (TVC_MAX_CREDITS_PER_SLOT * slots_in_epoch), 6)
 
 
 # --- availability -----------------------------------------------------------------------------------

@@ -248,3 +248,9 @@ def test_an_epoch_newer_than_the_context_waits() -> None:
     assert state.vote_epoch == EPOCH - 2 and state.vote_n == 3  # 99 is not in the context yet
     state, _ = update(state, make_record(slot=make_record().slot + 1), make_context())
     assert state.vote_epoch == EPOCH - 1 and state.vote_n == 4
+
+
+def test_vote_component_shows_the_tvc_share_of_the_last_finished_epoch() -> None:
+    _, breakdown = update(None, make_record(), make_context())
+    # 6.8 M credits of 16 x 432,000 = 6.912 M possible
+    assert breakdown.component(names.VOTE).to_dict()["tvc_share"] == pytest.approx(REFERENCE / 6_912_000, abs=1e-6)
