@@ -12,7 +12,7 @@ from tartiflette import Resolver, Subscription
 from http_app.graphql import data
 from http_app.graphql.authz import principal_of, require, require_admin, require_signed_in
 from http_app.graphql.errors import NOT_IMPLEMENTED, ApiError
-from http_app.graphql.loaders import Loaders
+from http_app.graphql.loaders import BatchLoader, Loaders
 from http_app.principal import ADMIN_SYSTEM, READ_SCORES, READ_USERS, WRITE_STAKES
 
 DEFAULT_PAGE = 20
@@ -174,10 +174,20 @@ def _stake_refresher() -> Callable[..., Awaitable[Any]] | None:
 
 # ---- Object fields -----------------------------------------------------------------------------------
 
+async def _load(ctx: Ctx, loader: BatchLoader[Any, Any], key: Any, child_kind: str, child_key: str) -> Any:
+    """Load `key`; when that ran a new batch, note the children's keys of the whole batch at once."""
+    before = loader.batches
+    value = await loader.load(key)
+    if loader.batches != before:
+        rows = [r for v in loader.loaded_since(before) for r in (v if isinstance(v, list) else [v])]
+        _loaders(ctx).note(child_kind, {r[child_key] for r in rows if r.get(child_key) is not None})
+    return value
+
+
 async def validator_latest_score(parent: dict[str, Any], args: Args, ctx: Ctx, info: Any) -> Any:
     pool = ctx["pool"]
     loader = _loaders(ctx).get("latest", "validator", lambda pks: data.latest_scores(pool, pks), lambda: None)
-    return await loader.load(parent["_pk"])
+    return await _load(ctx, loader, parent["_pk"], "validator_ref", "_validator_pk")
 
 
 async def validator_trust_scores(parent: dict[str, Any], args: Args, ctx: Ctx, info: Any) -> Any:
@@ -185,13 +195,13 @@ async def validator_trust_scores(parent: dict[str, Any], args: Args, ctx: Ctx, i
     last = _page_size(args.get("last"), "last", default=None)
     loader = _loaders(ctx).get(("history", last), "validator",
                                lambda pks: data.score_history(pool, pks, last), list)
-    return await loader.load(parent["_pk"])
+    return await _load(ctx, loader, parent["_pk"], "validator_ref", "_validator_pk")
 
 
 async def validator_commission_events(parent: dict[str, Any], args: Args, ctx: Ctx, info: Any) -> Any:
     pool = ctx["pool"]
     loader = _loaders(ctx).get("commission", "validator", lambda pks: data.commission_events_of(pool, pks), list)
-    return await loader.load(parent["_pk"])
+    return await _load(ctx, loader, parent["_pk"], "validator_ref", "_validator_pk")
 
 
 async def validator_ref(parent: dict[str, Any], args: Args, ctx: Ctx, info: Any) -> Any:
@@ -200,37 +210,21 @@ async def validator_ref(parent: dict[str, Any], args: Args, ctx: Ctx, info: Any)
     if pk is None:
         return parent.get("validator")
     pool = ctx["pool"]
-    loaders = _loaders(ctx)
-    loader = loaders.get("validator_by_pk", "validator_ref", lambda pks: data.validators_by_pk(pool, pks),
-                         lambda: None)
-    before = loader.batches
-    row = await loader.load(pk)
-    if loader.batches != before:  # a new batch: its validators' own children load together too
-        loaders.note("validator", [r["_pk"] for r in loader.loaded_since(before)])
-    return row
+    loader = _loaders(ctx).get("validator_by_pk", "validator_ref", lambda pks: data.validators_by_pk(pool, pks),
+                               lambda: None)
+    return await _load(ctx, loader, pk, "validator", "_pk")
 
 
 async def run_trust_scores(parent: dict[str, Any], args: Args, ctx: Ctx, info: Any) -> Any:
     pool = ctx["pool"]
-    loaders = _loaders(ctx)
-    loader = loaders.get("run_scores", "run", lambda ids: data.scores_of_runs(pool, ids), list)
-    before = loader.batches
-    rows = await loader.load(parent["id"])
-    if loader.batches != before:  # first sibling: note every loaded score's validator at once
-        loaders.note("validator_ref", {r["_validator_pk"] for rs in loader.loaded_since(before) for r in rs})
-    return rows
+    loader = _loaders(ctx).get("run_scores", "run", lambda ids: data.scores_of_runs(pool, ids), list)
+    return await _load(ctx, loader, parent["id"], "validator_ref", "_validator_pk")
 
 
 async def user_stake_accounts(parent: dict[str, Any], args: Args, ctx: Ctx, info: Any) -> Any:
     pool = ctx["pool"]
-    loaders = _loaders(ctx)
-    loader = loaders.get("user_stakes", "user", lambda pks: data.stakes_of_users(pool, pks), list)
-    before = loader.batches
-    rows = await loader.load(parent["_pk"])
-    if loader.batches != before:
-        loaders.note("validator_ref", {r["_validator_pk"] for rs in loader.loaded_since(before) for r in rs
-                                       if r["_validator_pk"] is not None})
-    return rows
+    loader = _loaders(ctx).get("user_stakes", "user", lambda pks: data.stakes_of_users(pool, pks), list)
+    return await _load(ctx, loader, parent["_pk"], "validator_ref", "_validator_pk")
 
 
 async def score_components(parent: dict[str, Any], args: Args, ctx: Ctx, info: Any) -> list[dict[str, Any]]:
