@@ -110,7 +110,7 @@ async def test_commission_events_query(api: TestClient, seeded: Seeded) -> None:
 
 async def test_recommended_avoids_superminority_and_recent_ruggers(api: TestClient, seeded: Seeded,
                                                                    db_pool: asyncpg.Pool) -> None:
-    status, body = await gql(api, """{ recommendedValidators(limit: 100, maxCommission: 100) {
+    _, body = await gql(api, """{ recommendedValidators(limit: 100, maxCommission: 100) {
         rank stakeShare validator { voteAccount latestScore delinquent } } }""")
     picks = body["data"]["recommendedValidators"]
     votes = [p["validator"]["voteAccount"] for p in picks]
