@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from aiohttp import web
@@ -36,9 +37,28 @@ async def _redis(app: web.Application) -> Check:
     return await check_redis(redis, app[SETTINGS].health_timeout)
 
 
+class _Remembered:
+    """The last Solana answer, reused for a few seconds: /health is public and unthrottled, and each
+    check costs calls to the (often metered) RPC provider. Concurrent callers share one check."""
+
+    def __init__(self) -> None:
+        self.at = 0.0
+        self.check: Check | None = None
+        self.lock = asyncio.Lock()
+
+
+SOLANA_TTL = 5.0
+_SOLANA: web.AppKey[_Remembered] = web.AppKey("health_solana", _Remembered)
+
+
 async def _solana(app: web.Application) -> Check:
     settings = app[SETTINGS]
-    return await check_solana(settings.solana_rpc_urls, settings.health_timeout)
+    memo = app[_SOLANA]
+    async with memo.lock:
+        if memo.check is None or time.monotonic() - memo.at > SOLANA_TTL:
+            memo.check = await check_solana(settings.solana_rpc_urls, settings.health_timeout)
+            memo.at = time.monotonic()
+        return memo.check
 
 
 async def _fallback(app: web.Application) -> dict[str, Any] | None:
@@ -100,6 +120,7 @@ def _single(name: str) -> Any:
 
 
 def setup_health(app: web.Application) -> None:
+    app[_SOLANA] = _Remembered()
     app.router.add_get("/health", health)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

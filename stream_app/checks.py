@@ -137,7 +137,8 @@ async def check_solana(urls: Sequence[str], limit: float, *, session: aiohttp.Cl
         best = max(slots) if slots else 0
         for url, answer in zip(urls, answers, strict=True):
             if isinstance(answer, BaseException):
-                endpoints.append({"url": redact_url(url), "status": "fail", "error": _describe(answer)})
+                error = _describe(answer).replace(url, redact_url(url))  # no API key from a URL in answers
+                endpoints.append({"url": redact_url(url), "status": "fail", "error": error})
                 continue
             lag = max(answer["nodeSlotsBehind"], best - answer["slot"])
             endpoints.append({**answer, "slotLag": lag,

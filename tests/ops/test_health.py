@@ -43,6 +43,10 @@ async def test_everything_green(web: TestClient, simulator: SimulatorHandle) -> 
     for path in ("/healthz", "/readyz", "/health/db", "/health/redis", "/health/solana"):
         status, body, _ = await get(web, path)
         assert status == 200, (path, body)
+    # /health is public and unthrottled: the RPC is asked at most once per SOLANA_TTL, not per request.
+    for _ in range(5):
+        await get(web, "/health")
+    assert simulator.requests["getSlot"] == 1
 
 
 async def test_solana_lag_is_measured_against_the_best_configured_node(
