@@ -119,6 +119,8 @@ async def test_a_run_moves_the_worker_counters_by_one_run(
     assert value(before, "solstake_db_write_seconds_count", operation="persist_scores") >= 1
     assert value(before, "solstake_stream_events_total", topic="validator-records") >= expected
     assert value(before, "solstake_stream_rebalances_total") >= 1
+    assert value(before, "solstake_stream_rebalance_duration_seconds_count") >= 1
+    assert value(before, "solstake_table_recovery_seconds_count") >= 1  # validator-state rebuilt on assignment
     assert "solstake_build_info" in {name for name, _ in before}
     complaints = promtool_check(text)
     assert complaints in (None, ""), complaints
