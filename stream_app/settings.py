@@ -177,7 +177,6 @@ class Settings:
     # Observability
     metrics_token: str | None = _env("METRICS_TOKEN", _text, "bearer token /metrics requires (unset = open)", True)
     health_timeout: float = _env("HEALTH_TIMEOUT", _positive_float, "seconds each /health dependency check may take")
-    worker_metrics_host: str = _env("WORKER_METRICS_HOST", _text, "bind address of each worker's metrics port")
 
     @property
     def production(self) -> bool:
@@ -321,7 +320,6 @@ _DEFAULTS: dict[str, Any] = {
     "graphiql": None,
     "metrics_token": None,
     "health_timeout": 1.0,
-    "worker_metrics_host": "127.0.0.1",
 }
 
 
