@@ -27,16 +27,15 @@ def build(settings: Settings, database_url: str, redis_url: str) -> faust.App:
 
 def main() -> None:
     settings = load_or_exit()
-    from prometheus_client import start_http_server
-
     from stream_app.logs import configure_logging
+    from stream_app.metrics import start_metrics_server
     from stream_app.runtime import resolve_embedded
 
     configure_logging(settings)  # JSON in production, console in development; secrets masked
     urls, _embedded = resolve_embedded(settings)  # explicit URLs under `solstake run`; embedded when alone
     app = build(settings, urls.database_url, urls.redis_url)
     try:
-        start_http_server(settings.worker_metrics_port, addr=settings.host)
+        start_metrics_server(settings.worker_metrics_port, addr=settings.host)
     except OSError as exc:
         logging.getLogger(__name__).warning("worker metrics port %s unavailable: %s",
                                             settings.worker_metrics_port, exc)
