@@ -136,8 +136,9 @@ def bench(size: int, repeat: int) -> None:
     sim, url, startup = _start_simulator(size)
     try:
         rows: dict[str, list[dict[str, Any]]] = {"floor": [], "snapshot": []}
-        for _ in range(repeat):
-            for kind in rows:
+        for i in range(repeat):
+            order = ["snapshot", "floor"] if i % 2 == 0 else ["floor", "snapshot"]  # no advantage to either
+            for kind in order:
                 rows[kind].append(_run_worker(kind, url))
     finally:
         sim.terminate()
