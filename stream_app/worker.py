@@ -39,6 +39,9 @@ def main() -> None:
     except OSError as exc:
         logging.getLogger(__name__).warning("worker metrics port %s unavailable: %s",
                                             settings.worker_metrics_port, exc)
+    import uvloop
+
+    uvloop.install()  # before the Worker picks its loop: ~20-30% less event-loop overhead per message
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), override_logging=False)
     worker.execute_from_commandline()
 
