@@ -166,8 +166,20 @@ def serve(port: int, redis_url: str, prefix: str) -> None:
     from aiohttp import web
 
     uvloop.install()
-    web.run_app(build_server(redis_url, prefix), host="127.0.0.1", port=port, access_log=None,
-                print=lambda *_: None)
+    profile_to = os.environ.get("BENCH_PROFILE")  # e.g. /tmp/server.prof: where the server's time goes
+    profiler = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    try:
+        web.run_app(build_server(redis_url, prefix), host="127.0.0.1", port=port, access_log=None,
+                    print=lambda *_: None)
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile_to)
 
 
 # --------------------------------------------------------------------------------------------- client
@@ -257,6 +269,8 @@ async def measure(args: argparse.Namespace, port: int, token: str, server_pid: i
     for _cycle in range(cycles):
         for size in SIZES:
             for variant in VARIANTS:
+                if args.only and variant not in args.only:
+                    continue
                 path = f"/{variant}/{size}"
                 cpu0, rcpu0, t0 = process_cpu_seconds(server_pid), await redis_cpu_seconds(redis), time.perf_counter()
                 throughput = await drive(port, path, token, seconds, args.concurrency, timed=False)
@@ -326,6 +340,10 @@ async def main_async(args: argparse.Namespace) -> None:
                           audience="sol-stake-api", access_ttl=3600, refresh_ttl=3600, leeway=30)
         token = issue_access_token(keyring, Identity(user_id="1", role="user"))
         results = await measure(args, port, token, server.pid, redis)
+        if args.only:
+            for (variant, size), row in sorted(results.items()):
+                print(variant, size, {k: round(v, 3) for k, v in row.items()})
+            return
         report(results, args.concurrency, {k: len(v) for k, v in payloads().items()})
     finally:
         await redis.aclose()
@@ -339,6 +357,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one short round")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--redis-url", help="use this Redis instead of a private embedded one")
+    parser.add_argument("--only", nargs="+", choices=VARIANTS, help="measure only these variants (no report)")
     parser.add_argument("--serve", nargs=3, metavar=("PORT", "REDIS_URL", "PREFIX"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

@@ -45,3 +45,4 @@ async def _attach_redis(app: web.Application) -> AsyncIterator[None]:
     app[ACCESS_CONTROL].attach(app[REDIS])
     app[RATE_LIMITING].attach(app[REDIS])
     yield
+    await app[RATE_LIMITING].close()

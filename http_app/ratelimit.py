@@ -31,6 +31,7 @@ from http_app.access_metrics import RATE_LIMIT_REJECTIONS, RATE_LIMIT_UNAVAILABL
 from http_app.auth import ACCESS_CONTROL, REDIS_UNAVAILABLE, REVOCATION_CHECKED
 from http_app.client_ip import client_ip
 from http_app.principal import ANONYMOUS, Principal
+from http_app.redis_line import RedisLine, supports
 from stream_app.settings import Settings
 
 SLIDING_WINDOW_LUA = """
@@ -125,8 +126,11 @@ def _window_key(prefix: str, policy: str, client: str) -> str:
 
 
 class SlidingWindowLimiter:
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+    """`line` (optional) carries the hot-path round trip; `redis` is the fallback (TLS, Unix sockets)."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str, line: RedisLine | None = None) -> None:
         self._redis = redis
+        self._line = line
         self._prefix = prefix
         self._script = redis.register_script(SLIDING_WINDOW_LUA)
         # Members must be unique per admitted request; a process tag + counter is cheaper than uuid4.
@@ -155,7 +159,11 @@ class SlidingWindowLimiter:
         member = f"{self._tag}:{next(self._counter)}"
         args: list[int | str] = [policy.limit, int(policy.window * 1_000_000), member,
                                  int(revocation_key is not None), int(in_script)]
-        if cache_key is None or in_script:
+        if self._line is not None:
+            reply, cached = await self._on_line(self._line, keys, args, None if in_script else cache_key)
+            if in_script:
+                cached = reply[5]
+        elif cache_key is None or in_script:
             reply = await self._script(keys=keys, args=args)
             cached = reply[5]
         else:
@@ -170,6 +178,24 @@ class SlidingWindowLimiter:
             revoked=bool(revoked) if revocation_key is not None else None,
             cached=cached if allowed and not revoked else None,
         )
+
+    async def _on_line(
+        self, line: RedisLine, keys: list[str], args: list[int | str], cache_key: str | None
+    ) -> tuple[Any, Any]:
+        for attempt in (1, 2):
+            evaluated = await line.send("EVALSHA", self._script.sha, len(keys), *keys, *args)
+            read = await line.send("GET", cache_key) if cache_key is not None else None
+            try:
+                reply = await line.reply(evaluated)
+            except NoScriptError:
+                if read is not None:
+                    await line.reply(read)
+                if attempt == 2:
+                    raise
+                await line.call("SCRIPT", "LOAD", SLIDING_WINDOW_LUA)  # flushed or restarted Redis
+                continue
+            return reply, (await line.reply(read) if read is not None else None)
+        raise AssertionError("unreachable")
 
     async def _pipelined(self, keys: list[str], args: list[int | str], cache_key: str) -> tuple[Any, Any]:
         for attempt in (1, 2):
@@ -186,10 +212,15 @@ class SlidingWindowLimiter:
         raise AssertionError("unreachable")
 
 
-def too_many_requests(verdict: Verdict) -> web.Response:
+def too_many_requests(verdict: Verdict, *, graphql: bool = False) -> web.Response:
+    """The seed's 429 body; GraphQL callers also get a spec-shaped `errors` entry they already parse."""
     headers = verdict.headers()
     headers["Retry-After"] = str(verdict.retry_after)
-    body = {"error": "Too Many Requests", "message": RATE_LIMIT_MESSAGE, "retryAfter": verdict.retry_after}
+    body: dict[str, Any] = {"error": "Too Many Requests", "message": RATE_LIMIT_MESSAGE,
+                            "retryAfter": verdict.retry_after}
+    if graphql:
+        body["errors"] = [{"message": RATE_LIMIT_MESSAGE,
+                           "extensions": {"code": "RATE_LIMITED", "retryAfter": verdict.retry_after}}]
     return web.json_response(body, status=429, headers=headers)
 
 
@@ -238,10 +269,18 @@ class RateLimiting:
         self.trusted_hops = settings.trusted_proxy_hops
         self.prefix = settings.redis_prefix
         self.cache_in_script = False  # see SlidingWindowLimiter.hit; pipelined is cheaper for large answers
+        self.redis_url = settings.redis_url
+        self._line: RedisLine | None = None
         self._limiter: SlidingWindowLimiter | None = None
 
     def attach(self, redis: aioredis.Redis) -> None:
-        self._limiter = SlidingWindowLimiter(redis, self.prefix)
+        url = self.redis_url
+        self._line = RedisLine(url, timeout=1.0) if url is not None and supports(url) else None
+        self._limiter = SlidingWindowLimiter(redis, self.prefix, self._line)
+
+    async def close(self) -> None:
+        if self._line is not None:
+            await self._line.close()
 
     @property
     def limiter(self) -> SlidingWindowLimiter:
@@ -286,7 +325,7 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
         return await handler(request)
     if not verdict.allowed:
         record_rejection(policy)
-        return too_many_requests(verdict)
+        return too_many_requests(verdict, graphql=request.path.endswith("/graphql"))
     request[RATE_LIMIT_VERDICT] = verdict
     if verdict.revoked is not None:
         request[REVOCATION_CHECKED] = verdict.revoked

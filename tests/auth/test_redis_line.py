@@ -1,0 +1,105 @@
+"""RedisLine, the limiter's lean connection: ordering, errors, timeouts, reconnects (real Redis servers)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+from http_app.ratelimit import Policy, SlidingWindowLimiter
+from http_app.redis_line import RedisLine, supports
+from stream_app.embedded import EmbeddedRedis
+
+
+def test_only_plain_redis_urls() -> None:
+    assert supports("redis://127.0.0.1:6379/0")
+    assert not supports("rediss://host:6380/0") and not supports("unix:///tmp/r.sock") and not supports(None)
+    with pytest.raises(ValueError):
+        RedisLine("rediss://host/0")
+
+
+async def test_concurrent_callers_get_their_own_replies(redis_url: str) -> None:
+    line = RedisLine(redis_url)
+    try:
+        replies = await asyncio.gather(*(line.call("ECHO", f"r{i}") for i in range(2000)))
+        assert replies == [f"r{i}".encode() for i in range(2000)]
+    finally:
+        await line.close()
+
+
+async def test_error_replies_raise_and_the_line_keeps_working(redis_url: str, redis_prefix: str) -> None:
+    line = RedisLine(redis_url)
+    try:
+        with pytest.raises(NoScriptError):
+            await line.call("EVALSHA", "0" * 40, 0)
+        with pytest.raises(ResponseError):
+            await line.call("INCR", "no", "such", "arity")
+        key = f"{redis_prefix}:line"
+        await line.call("SET", key, "v")
+        assert await line.call("GET", key) == b"v"
+        await line.call("DEL", key)
+    finally:
+        await line.close()
+
+
+async def test_database_from_the_url_is_selected(redis_url: str, redis_prefix: str) -> None:
+    base = redis_url.rsplit("/", 1)[0]
+    line = RedisLine(f"{base}/3")
+    other = aioredis.from_url(f"{base}/3")
+    key = f"{redis_prefix}:db3"
+    try:
+        await line.call("SET", key, "three")
+        assert await other.get(key) == b"three"
+    finally:
+        await other.delete(key)
+        await other.aclose()
+        await line.close()
+
+
+async def test_timeout_drops_the_connection_so_no_late_reply_is_misrouted(own_redis: EmbeddedRedis) -> None:
+    line = RedisLine(own_redis.url, timeout=0.3)
+    try:
+        with pytest.raises(TimeoutError):
+            await line.call("DEBUG", "SLEEP", "0.6")
+        await asyncio.sleep(0.5)  # Redis is single-threaded: let the sleep finish before asking again
+        assert await line.call("ECHO", "after") == b"after"
+    finally:
+        await line.close()
+
+
+async def test_dead_server_fails_fast_and_a_restart_heals(own_redis: EmbeddedRedis) -> None:
+    line = RedisLine(own_redis.url, timeout=0.5)
+    try:
+        assert await line.call("PING") == b"PONG"
+        own_redis.stop()
+        with pytest.raises(RedisConnectionError):
+            await line.call("PING")
+        own_redis.start()
+        assert await line.call("PING") == b"PONG"
+    finally:
+        await line.close()
+
+
+async def test_limiter_on_the_line_admits_exactly_the_limit(redis_url: str, redis_prefix: str,
+                                                            redis_client: aioredis.Redis) -> None:
+    line = RedisLine(redis_url)
+    try:
+        limiter = SlidingWindowLimiter(redis_client, redis_prefix, line)
+        policy = Policy("anonymous", 100, 900)
+        verdicts = await asyncio.gather(*(limiter.hit(policy, "line") for _ in range(300)))
+        assert sum(v.allowed for v in verdicts) == 100
+        refused = [v for v in verdicts if not v.allowed]
+        assert all(v.remaining == 0 and 890 < v.reset_seconds <= 900 for v in refused)
+        cache_key = f"{redis_prefix}:cache:x"
+        await redis_client.set(cache_key, b"cached")
+        other = Policy("anonymous", 5, 900)
+        assert (await limiter.hit(other, "c", cache_key=cache_key)).cached == b"cached"
+        assert (await limiter.hit(other, "c", cache_key=cache_key, cache_in_script=True)).cached == b"cached"
+        await redis_client.script_flush()  # NOSCRIPT on the line: loaded again, both replies consumed in order
+        after = await limiter.hit(other, "c", cache_key=cache_key)
+        assert after.used == 3 and after.cached == b"cached"
+    finally:
+        await line.close()
