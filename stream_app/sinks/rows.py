@@ -64,21 +64,24 @@ def _unkeyable(event: ScoreEvent) -> str | None:
 
 def problem(event: ScoreEvent) -> str | None:
     """Why this event cannot be stored as a score, or None if it can."""
+    return _assess(event)[0]
+
+
+def _assess(event: ScoreEvent) -> tuple[str | None, str, str]:
+    """(problem or None, components JSON, penalties JSON): the breakdown is serialised once, here."""
     if event.failed:
-        return event.error or "scoring failed"
+        return event.error or "scoring failed", "", ""
     score, confidence = _num(event.score), _num(event.confidence)
     if score is None or not 0 <= score <= 100:
-        return f"score {event.score!r} is not a number in [0, 100]"
+        return f"score {event.score!r} is not a number in [0, 100]", "", ""
     if confidence is None or not 0 <= confidence <= 1:
-        return f"confidence {event.confidence!r} is not a number in [0, 1]"
+        return f"confidence {event.confidence!r} is not a number in [0, 1]", "", ""
     if not isinstance(event.components, list) or not isinstance(event.penalties, list):
-        return "components and penalties must be lists"
+        return "components and penalties must be lists", "", ""
     try:
-        _json(event.components)
-        _json(event.penalties)
+        return None, _json(event.components), _json(event.penalties)
     except TypeError as exc:
-        return f"breakdown is not JSON-serialisable: {exc}"
-    return None
+        return f"breakdown is not JSON-serialisable: {exc}", "", ""
 
 
 @dataclass
@@ -174,13 +177,13 @@ def plan_batch(events: Iterable[ScoreEvent]) -> BatchRows:
     commission: dict[tuple[str, int, str], tuple[Any, ...]] = {}
     for (run_id, vote), event in sorted(latest.items()):
         rec = event.record if isinstance(event.record, dict) else {}
-        why = problem(event)
+        why, components, penalties = _assess(event)
         score = None if why else float(event.score)
         if why:
             rows.failures.append((run_id, vote, why[:2000]))
         else:
-            rows.scores.append((run_id, vote, score, float(event.confidence), _json(event.components),
-                                _json(event.penalties), str(event.scoring_version), event.epoch))
+            rows.scores.append((run_id, vote, score, float(event.confidence), components, penalties,
+                                str(event.scoring_version), event.epoch))
         candidate = _validator_row(event, rec, score)
         current = validators.get(vote)
         # Several runs of one validator in one batch: the newest observation describes it.
