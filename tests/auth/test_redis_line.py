@@ -103,3 +103,17 @@ async def test_limiter_on_the_line_admits_exactly_the_limit(redis_url: str, redi
         assert after.used == 3 and after.cached == b"cached"
     finally:
         await line.close()
+
+
+def test_works_under_uvloop_too(redis_url: str) -> None:
+    # The web process runs on uvloop, whose transports are not asyncio.Transport subclasses.
+    import uvloop
+
+    async def exercise() -> list[bytes]:
+        line = RedisLine(redis_url)
+        try:
+            return list(await asyncio.gather(*(line.call("ECHO", f"u{i}") for i in range(200))))
+        finally:
+            await line.close()
+
+    assert uvloop.run(exercise()) == [f"u{i}".encode() for i in range(200)]
