@@ -113,6 +113,9 @@ async def test_runs_are_scored_exactly_once_across_worker_kills(
             rows = await db_pool.fetchval("SELECT count(*) FROM trust_scores WHERE scoring_run_id = $1", row["id"])
             assert scored == rows == VALIDATORS
         assert await db_pool.fetchval("SELECT count(*) FROM validators") == VALIDATORS
+        # Two workers, two leader changes, a 1 h interval: the timer fetched once, by one worker only.
+        triggers = [r["trigger"] for r in await db_pool.fetch("SELECT trigger FROM scoring_runs ORDER BY run_date")]
+        assert triggers == ["timer", "cli", "cli"]
         async with db_pool.acquire() as conn:
             _counts, checks = await verify_database(conn)
         assert [c.name for c in checks if not c.ok] == []
