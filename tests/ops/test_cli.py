@@ -157,3 +157,11 @@ async def test_commands_exit_clearly_when_no_system_runs(
     for argv in (("metrics", "summary"), ("stream", "monitor"), ("schedule", "show"), ("score", "all")):
         assert await run(*argv) == 2, argv
         assert "no running system found" in capsys.readouterr().err
+
+
+async def test_stream_monitor_watches_until_its_count(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await run("stream", "monitor", "--watch", "0.1", "--count", "2") == 0
+    out = capsys.readouterr().out
+    assert out.count("no topics yet") == 2, out
