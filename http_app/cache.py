@@ -43,6 +43,7 @@ LOCAL_MAX_BYTES = 128 * 1024 * 1024
 GZIP_MIN_BYTES = 1024
 WARM_TOP = 8
 WARM_DEBOUNCE = 1.0
+PEER_WAIT = 15.0
 STATS_FLUSH_SECONDS = 1.0
 REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
@@ -54,6 +55,7 @@ class Entry:
     body: bytes
     gz: bytes | None  # gzip of body, when worth it
     expires: float  # monotonic deadline of the local copy
+    stale: bool = False  # the previous data version, served only while its re-render runs
 
 
 @dataclass
@@ -90,6 +92,8 @@ class ResponseCache:
         self.data_version = "0-0"  # id of the last data-changing live event (part of every key)
         self.renderer: Renderer | None = None
         self._local: OrderedDict[LocalKey, Entry] = OrderedDict()
+        self._stale: dict[LocalKey, Entry] = {}
+        self._inflight: dict[LocalKey, asyncio.Future[Entry | None]] = {}
         self._local_bytes = 0
         self._warm: dict[str, WarmSpec] = {}
         self._hits = 0
@@ -108,7 +112,10 @@ class ResponseCache:
     def get_local(self, key: LocalKey) -> Entry | None:
         entry = self._local.get(key)
         if entry is None:
-            return None
+            entry = self._stale.get(key)  # stale-while-revalidate: its fresh render is under way
+            if entry is not None:
+                self._count(hit=True, tier="stale")
+            return entry
         if entry.expires < time.monotonic():
             self._drop_local(key)
             return None
@@ -117,6 +124,10 @@ class ResponseCache:
         if spec is not None:
             spec.hits += 1
         return entry
+
+    def peek(self, key: LocalKey) -> Entry | None:
+        """The fresh local entry, without counting a lookup."""
+        return self._local.get(key)
 
     async def get_shared(self, local_key: LocalKey, redis_key: str) -> Entry | None:
         try:
@@ -195,6 +206,14 @@ class ResponseCache:
         if kind not in ("scores", "commission", "cache") and not finished_run:
             return
         self.data_version = version
+        if kind == "cache":
+            self._stale.clear()  # an admin asked for a clean slate: nothing old is served
+        else:
+            # Until their re-render lands, hot public answers are served from the previous version
+            # rather than making readers wait for (or each pay) the cold render.
+            for key, entry in self._local.items():
+                if key[0] == "public" and key[1] in self._warm:
+                    self._stale[key] = Entry(entry.body, entry.gz, entry.expires, stale=True)
         self.drop_local()
         self.schedule_warm(delay=0.0 if finished_run else WARM_DEBOUNCE)
 
@@ -214,12 +233,43 @@ class ResponseCache:
                 return rendered
             redis_key = self.redis_key("public", spec.operation_name, spec.normalized, spec.local_key[3])
             if not await self._claim(redis_key):
-                continue  # another web process renders it; our readers will find it in Redis
+                await self._from_peer(spec.local_key, redis_key, generation)  # another process renders it
+                continue
             body = await self.renderer(spec)
             if body is not None:
                 await self.put(spec.local_key, redis_key, body, generation)
                 rendered += 1
+            self._stale.pop(spec.local_key, None)
         return rendered
+
+    async def _from_peer(self, local_key: LocalKey, redis_key: str, generation: int) -> None:
+        """Wait (bounded) for the process that claimed this render to store it, then keep a local copy."""
+        deadline = time.monotonic() + PEER_WAIT
+        while time.monotonic() < deadline and generation == self.generation:
+            try:
+                stored = await self.redis.get(redis_key)
+            except REDIS_ERRORS:
+                break
+            if stored is not None:
+                gz = stored.encode() if isinstance(stored, str) else bytes(stored)
+                self._store_local(local_key, gzip.decompress(gz), gz, generation)
+                break
+            await asyncio.sleep(0.05)
+        self._stale.pop(local_key, None)
+
+    # ---- single flight: one render per key at a time, the others wait for it --------------------------
+    def join(self, key: LocalKey) -> asyncio.Future[Entry | None] | None:
+        """A render of `key` already under way (await it), or None: the caller renders and must `done`."""
+        future = self._inflight.get(key)
+        if future is not None:
+            return future
+        self._inflight[key] = asyncio.get_running_loop().create_future()
+        return None
+
+    def done(self, key: LocalKey, entry: Entry | None) -> None:
+        future = self._inflight.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(entry)
 
     async def settled(self) -> None:
         """Wait for a scheduled warm-up to finish (tests and benchmarks use it; serving never waits)."""
@@ -236,9 +286,10 @@ class ResponseCache:
                 await asyncio.sleep(delay)
             await self.warm_now()
         except asyncio.CancelledError:
-            raise
+            raise  # superseded by a newer event: its warm-up inherits the stale entries
         except Exception:
             log.exception("cache warming failed")
+        self._stale.clear()
 
     async def _claim(self, redis_key: str) -> bool:
         try:
@@ -304,6 +355,7 @@ class ResponseCache:
     def _store_local(self, key: LocalKey, body: bytes, gz: bytes | None, generation: int) -> Entry:
         entry = Entry(body, gz, time.monotonic() + self.ttl)
         if generation == self.generation:
+            self._stale.pop(key, None)
             self._drop_local(key)
             self._local[key] = entry
             self._local_bytes += len(body) + len(gz or b"")

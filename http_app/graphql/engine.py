@@ -52,6 +52,7 @@ class TartifletteExecutor:
             error_coercer=coerce_error,
             custom_default_resolver=dict_first_resolver,
             coerce_list_concurrently=False,
+            coerce_parent_concurrently=False,
             modules=[],
         )
         await engine.cook()

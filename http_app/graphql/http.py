@@ -214,7 +214,7 @@ async def graphql_http(request: web.Request) -> web.StreamResponse:
     entry = cache.get_local(local_key)
     if entry is not None:
         GRAPHQL_SECONDS.labels("local").observe(time.perf_counter() - started)
-        return respond(request, media, entry.body, entry.gz, cache_state="HIT-LOCAL")
+        return respond(request, media, entry.body, entry.gz, cache_state="STALE" if entry.stale else "HIT-LOCAL")
     try:
         operation = admit(request, principal, query, operation_name)
     except RequestError as err:
@@ -230,6 +230,27 @@ async def graphql_http(request: web.Request) -> web.StreamResponse:
             GRAPHQL_SECONDS.labels("redis").observe(time.perf_counter() - started)
             return respond(request, media, entry.body, entry.gz, cache_state="HIT")
         cache.count_miss()
+        under_way = cache.join(local_key)
+        if under_way is not None:  # the same answer is being rendered for another reader: share it
+            entry = await asyncio.shield(under_way)
+            if entry is not None:
+                return respond(request, media, entry.body, entry.gz, cache_state="MISS-SHARED")
+        else:
+            try:
+                return await _render(request, media, principal, query, operation_name, variables, local_key,
+                                     redis_key, operation, started)
+            finally:
+                cache.done(local_key, cache.peek(local_key))
+    return await _render(request, media, principal, query, operation_name, variables, local_key, redis_key,
+                         operation, started, cacheable=cacheable)
+
+
+async def _render(request: web.Request, media: str, principal: Principal, query: str, operation_name: str | None,
+                  variables: dict[str, Any] | None, local_key: LocalKey, redis_key: str, operation: str,
+                  started: float, cacheable: bool = True) -> web.StreamResponse:
+    """Execute, encode, and (for a cacheable success) store the answer."""
+    app = request.app
+    cache = app[CACHE]
 
     generation = cache.generation
     context = context_for(app, principal, request.get("request_id"))
