@@ -44,7 +44,8 @@ HTTP_SECONDS = Histogram(
     ["method", "route"],
     buckets=FAST_BUCKETS,
 )
-HTTP_IN_FLIGHT = Gauge("solstake_http_requests_in_flight", "HTTP requests being answered right now.")
+HTTP_IN_FLIGHT = Gauge("solstake_http_requests_in_flight",
+                       "HTTP requests being answered right now (open WebSocket sessions are counted apart).")
 
 GRAPHQL_REQUESTS = Counter(
     "solstake_graphql_requests_total",
@@ -121,9 +122,7 @@ async def red_middleware(request: web.Request, handler: Any) -> web.StreamRespon
     websocket = request.headers.get("Upgrade", "").lower() == "websocket"
     status = 500
     response: web.StreamResponse | None = None
-    HTTP_IN_FLIGHT.inc()
-    if websocket:
-        WS_ACTIVE.inc()
+    (WS_ACTIVE if websocket else HTTP_IN_FLIGHT).inc()
     try:
         response = await handler(request)
         status = response.status
@@ -133,11 +132,9 @@ async def red_middleware(request: web.Request, handler: Any) -> web.StreamRespon
         raise
     finally:
         elapsed = time.perf_counter() - started
-        HTTP_IN_FLIGHT.dec()
         HTTP_REQUESTS.labels(method, route, str(status)).inc()
-        if websocket:
-            WS_ACTIVE.dec()
-        else:
+        (WS_ACTIVE if websocket else HTTP_IN_FLIGHT).dec()
+        if not websocket:
             HTTP_SECONDS.labels(method, route).observe(elapsed)
             if route == "/graphql":
                 GRAPHQL_OPERATION_SECONDS.labels(_graphql_operation(request, response)).observe(elapsed)

@@ -4,6 +4,7 @@ and the request id on log lines."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import asyncpg
@@ -122,3 +123,48 @@ async def test_request_logs_carry_the_request_id(web: TestClient, caplog: pytest
     assert getattr(record, "request_id", None) == "req-abc-123"
     assert getattr(record, "status", None) == 404
     assert getattr(record, "route", None) == "unmatched"
+
+
+
+async def test_rate_limit_rejections_and_auth_failures_are_counted(
+    make_client: MakeClient, ops_settings: Settings
+) -> None:
+    client = await make_client(create_app(ops_settings.with_overrides(rate_limit=3), schema_name="ops-limit"))
+
+    def total(parsed: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
+        return sum(v for (n, _labels), v in parsed.items() if n == name)
+
+    def count(parsed: dict[tuple[str, tuple[tuple[str, str], ...]], float], code: str) -> float:
+        return value(parsed, "solstake_http_requests_total", method="POST", route="/graphql", code=code)
+
+    before = samples(await scrape(client))
+    query = {"query": "{ __typename }"}
+    bad = await client.post("/graphql", json=query, headers={"Authorization": "Bearer not.a.token"})
+    codes = [bad.status] + [(await client.post("/graphql", json=query)).status for _ in range(3)]
+    assert codes == [401, 200, 200, 429], codes
+    after = samples(await scrape(client))
+    assert total(after, "solstake_auth_failures_total") - total(before, "solstake_auth_failures_total") == 1
+    assert total(after, "solstake_ratelimit_rejections_total") - total(before, "solstake_ratelimit_rejections_total") \
+        == 1
+    for code, n in (("401", 1), ("200", 2), ("429", 1)):
+        assert count(after, code) - count(before, code) == n, code
+
+
+async def test_websocket_sessions_are_gauged_while_open(web: TestClient) -> None:
+    before = samples(await scrape(web))
+    ws = await web.ws_connect("/graphql", protocols=["graphql-transport-ws"])
+    await ws.send_json({"type": "connection_init", "payload": {}})
+    ack = await ws.receive_json(timeout=5)
+    assert ack["type"] == "connection_ack"
+    during = samples(await scrape(web))
+    await ws.close()
+    assert value(during, "solstake_ws_connections_active") - value(before, "solstake_ws_connections_active") == 1
+    assert (value(during, "solstake_ws_connections_total", protocol="graphql-transport-ws")
+            - value(before, "solstake_ws_connections_total", protocol="graphql-transport-ws")) == 1
+    assert value(during, "solstake_http_requests_in_flight") == 1  # only the scrape: sessions are apart
+    for _ in range(50):
+        after = samples(await scrape(web))
+        if value(after, "solstake_ws_connections_active") == value(before, "solstake_ws_connections_active"):
+            break
+        await asyncio.sleep(0.05)
+    assert value(after, "solstake_ws_connections_active") == value(before, "solstake_ws_connections_active")
