@@ -83,7 +83,8 @@ class Policies:
     def from_settings(cls, settings: Settings) -> Policies:
         return cls(
             anonymous=Policy("anonymous", settings.rate_limit, settings.rate_window),
-            authenticated=Policy("authenticated", settings.rate_limit_authenticated, settings.rate_window),
+            authenticated=Policy("authenticated", settings.rate_limit_authenticated or settings.rate_limit,
+                                 settings.rate_window),
             signin=Policy("signin", settings.rate_limit_signin, settings.rate_window_signin),
         )
 

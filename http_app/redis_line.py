@@ -2,8 +2,9 @@
 
 Every HTTP request costs one Redis command; through redis-py's pool each command pays for acquiring and
 releasing a connection and its generic retry machinery, which measured several times the cost of the Redis
-work itself. `RedisLine` keeps one TCP connection and writes each caller's command as it comes; Redis answers
-in order, so replies are matched to a FIFO of futures and concurrent requests share the socket, pipelined.
+work itself. `RedisLine` keeps one TCP connection; the commands issued during one event-loop iteration leave
+in a single write (one syscall for every request in flight), and since Redis answers in order, replies are
+matched to a FIFO of futures.
 
 Failure rules: a connection error fails every waiting call with `redis.exceptions.ConnectionError`; a call
 that outlives `timeout` fails with `TimeoutError` and the connection is dropped (a late reply must never be
@@ -78,6 +79,8 @@ class RedisLine:
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
+        self._unsent: list[bytes] = []
+        self._flush_scheduled = False
 
     @property
     def current(self) -> _Protocol | None:
@@ -94,10 +97,22 @@ class RedisLine:
         if protocol is None or protocol.transport is None or protocol.transport.is_closing():
             protocol = await self._connect()
         assert protocol.transport is not None
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self.waiting.append(future)
-        protocol.transport.write(hiredis.pack_command(cast(Any, args)))
+        self._unsent.append(hiredis.pack_command(cast(Any, args)))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
         return future
+
+    def _flush(self) -> None:
+        """Everything sent during one loop iteration leaves in one write (one syscall for many requests)."""
+        self._flush_scheduled = False
+        unsent, self._unsent = self._unsent, []
+        protocol = self._protocol
+        if unsent and protocol is not None and protocol.transport is not None:
+            protocol.transport.write(b"".join(unsent))
 
     async def reply(self, future: asyncio.Future[Any]) -> Any:
         try:
@@ -109,6 +124,7 @@ class RedisLine:
     def drop(self, error: Exception) -> None:
         """Close the connection and fail everything still waiting on it."""
         protocol, self._protocol = self._protocol, None
+        self._unsent = []
         waiting, self.waiting = self.waiting, collections.deque()
         for future in waiting:
             if not future.done():

@@ -163,8 +163,8 @@ class Settings:
     # Access control (tokens, Sign-In With Solana, rate-limit tiers)
     jwt_refresh_expiry: float = _env("JWT_REFRESH_EXPIRY", _positive_float, "refresh-token lifetime, seconds")
     jwt_leeway: float = _env("JWT_LEEWAY", _non_negative_float, "clock skew allowed on exp/iat, seconds")
-    rate_limit_authenticated: int = _env("RATE_LIMIT_AUTHENTICATED", _positive_int,
-                                         "requests per window per signed-in client")
+    rate_limit_authenticated: int | None = _env("RATE_LIMIT_AUTHENTICATED", _positive_int,
+                                                "requests per window per signed-in client (default RATE_LIMIT)")
     rate_limit_signin: int = _env("RATE_LIMIT_SIGNIN", _positive_int, "sign-in requests per window per IP")
     rate_window_signin: float = _env("RATE_WINDOW_SIGNIN", _positive_float, "sign-in rate window, seconds")
     siws_domain: str = _env("SIWS_DOMAIN", _text, "host[:port] wallets show in the sign-in message")
@@ -309,7 +309,7 @@ _DEFAULTS: dict[str, Any] = {
     "trusted_proxy_hops": 0,
     "jwt_refresh_expiry": 30 * 24 * 3600.0,
     "jwt_leeway": 30.0,
-    "rate_limit_authenticated": 100,
+    "rate_limit_authenticated": None,
     "rate_limit_signin": 10,
     "rate_window_signin": 900.0,
     "siws_domain": "localhost:3007",

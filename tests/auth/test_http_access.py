@@ -176,3 +176,13 @@ async def test_cache_rides_in_the_limiter_round_trip_per_scope(
     assert await (await client.get("/prefetched")).json() == {"prefetched": "anonymous answer"}
     signed_in = await client.get("/prefetched", headers={"Authorization": f"Bearer {token_for('admin')}"})
     assert await signed_in.json() == {"prefetched": None}  # the admin scope has its own (empty) key
+
+
+async def test_authenticated_tier_defaults_to_the_anonymous_limit(
+    make_client: AppFactory, token_for: Callable[..., str]
+) -> None:
+    client = await make_client(RATE_LIMIT=2)
+    auth = {"Authorization": f"Bearer {token_for('viewer')}"}
+    responses = [await client.get("/whoami", headers=auth) for _ in range(3)]
+    assert [r.status for r in responses] == [200, 200, 429]
+    assert responses[0].headers["RateLimit-Policy"] == '"authenticated";q=2;w=900'
