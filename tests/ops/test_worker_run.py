@@ -33,6 +33,7 @@ class Worker:
     proc: subprocess.Popen[bytes]
     metrics_url: str
     env: dict[str, str]
+    log_path: Any
 
 
 def worker_env(settings: Settings, simulator: SimulatorHandle, metrics_port: int) -> dict[str, str]:
@@ -54,7 +55,7 @@ def worker(settings: Settings, simulator: SimulatorHandle, tmp_path: Any) -> Ite
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "stream_app.worker"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
-    yield Worker(proc, f"http://127.0.0.1:{port}/metrics", env)
+    yield Worker(proc, f"http://127.0.0.1:{port}/metrics", env, tmp_path / "worker.log")
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -187,6 +188,14 @@ async def test_a_run_moves_the_worker_counters_by_one_run(
     lags = {labels: v for (name, labels), v in final.items() if name == "solstake_stream_lag_records"}
     assert lags and all(v == 0 for v in lags.values()), lags
     assert value(final, "solstake_stream_highwater_offset", topic="validator-records", partition="0") > 0
+
+    # Production-format logs: JSON lines carrying the seed's context keys.
+    lines = [orjson.loads(line) for line in worker.log_path.read_bytes().splitlines() if line.startswith(b"{")]
+    progress = [e for e in lines if e.get("phase") == "persist" and e.get("run_id") == str(runs[-1]["id"])]
+    assert progress, "no progress line for the last run"
+    assert {"batch", "total_batches", "progress", "success_rate"} <= set(progress[-1])
+    assert progress[-1]["progress"] == f"{expected}/{expected}" and progress[-1]["success_rate"] == "100.0%"
+    assert any(e.get("phase") == "fetch" and e.get("run_id") == str(runs[-1]["id"]) for e in lines)
 
     # `metrics health` is all green with a live worker.
     assert await run_cli(monkeypatch, worker.env, "metrics", "health") == 0
