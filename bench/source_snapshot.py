@@ -8,10 +8,13 @@ a fresh process so peak RSS is its own:
             flight) downloaded raw with aiohttp, then `json.loads` of the same bytes (and orjson.loads, shown
             apart): the cost of merely receiving and decoding the answers
   snapshot  fetch_cluster_snapshot(): the same calls through RpcClient + validating parsers + ValidatorRecords
+  steady    the run every timer tick makes once validator-info, withdrawers and the epoch's rewards are
+            cached: getEpochInfo + getVoteAccounts + getClusterNodes + getBlockProduction (floor vs snapshot)
 
 Peak memory is the process's peak RSS minus its RSS after imports. Wall times include the simulator's own
-work answering (identical for both rows); "client cpu" is the measuring process alone (the floor's includes
-its extra orjson pass, shown separately), the fairest comparison on a shared machine.
+work answering (identical for both rows); "client cpu" is the measuring process alone over both its runs
+(first + steady; the floor's includes its extra orjson pass, shown separately), the fairest comparison on a
+shared machine.
 
 Usage: .venv/bin/python -m bench.source_snapshot [--quick] [--sizes 2000,100000] [--repeat 3]
 """
@@ -48,55 +51,77 @@ def _peak_mb() -> float:
 
 
 async def _floor(url: str) -> dict[str, Any]:
+    """The same calls as a full snapshot, then as a steady-state one, downloaded and json.loads'ed only."""
     ids = iter(range(1, 10**9))
-    downloaded = 0
-    decode_s = orjson_s = 0.0
+    totals = {"bytes": 0, "json_loads_s": 0.0, "orjson_loads_s": 0.0}
 
     async def call(http: aiohttp.ClientSession, method: str, params: list[Any]) -> Any:
-        nonlocal downloaded, decode_s, orjson_s
         body = orjson.dumps({"jsonrpc": "2.0", "id": next(ids), "method": method, "params": params})
         async with http.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
             raw = await resp.read()
-        downloaded += len(raw)
+        totals["bytes"] += len(raw)
         t = time.perf_counter()
-        orjson.loads(raw)
-        orjson_s += time.perf_counter() - t
+        orjson.loads(raw)  # for comparison only: subtracted from the floor's time
+        totals["orjson_loads_s"] += time.perf_counter() - t
         t = time.perf_counter()
         decoded = json.loads(raw)
-        decode_s += time.perf_counter() - t
+        totals["json_loads_s"] += time.perf_counter() - t
         return decoded["result"]
 
-    start = time.perf_counter()
-    async with aiohttp.ClientSession() as http:
+    async def full(http: aiohttp.ClientSession) -> int:
         info = await call(http, "getEpochInfo", [])
         votes, _, _, _ = await asyncio.gather(
             call(http, "getVoteAccounts", []), call(http, "getClusterNodes", []),
             call(http, "getBlockProduction", []),
             call(http, "getProgramAccounts", [CONFIG_PROGRAM, {"encoding": "jsonParsed"}]))
         keys = [e["votePubkey"] for e in votes["current"] + votes["delinquent"]]
+        del votes
         limit = asyncio.Semaphore(CONCURRENCY)
 
-        async def limited(method: str, params: list[Any]) -> Any:
+        async def limited(method: str, params: list[Any]) -> None:
             async with limit:
                 await call(http, method, params)  # decoded, then dropped: as a parser that streams would
 
         batches = [keys[i:i + BATCH] for i in range(0, len(keys), BATCH)]
         await asyncio.gather(*(limited("getMultipleAccounts", [b, {"encoding": "jsonParsed"}]) for b in batches))
         await asyncio.gather(*(limited("getInflationReward", [b, {"epoch": info["epoch"] - 1}]) for b in batches))
-    # the orjson decode is measured for comparison only: not part of the floor's time
-    return {"seconds": time.perf_counter() - start - orjson_s, "bytes": downloaded, "json_loads_s": decode_s,
-            "orjson_loads_s": orjson_s, "validators": len(keys)}
+        return len(keys)
+
+    async def steady(http: aiohttp.ClientSession) -> None:
+        await call(http, "getEpochInfo", [])
+        await asyncio.gather(call(http, "getVoteAccounts", []), call(http, "getClusterNodes", []),
+                             call(http, "getBlockProduction", []))
+
+    async with aiohttp.ClientSession() as http:
+        start, orjson_before = time.perf_counter(), totals["orjson_loads_s"]
+        validators = await full(http)
+        full_s = time.perf_counter() - start - (totals["orjson_loads_s"] - orjson_before)
+        downloaded, json_s, orjson_s = totals["bytes"], totals["json_loads_s"], totals["orjson_loads_s"]
+        start, orjson_before = time.perf_counter(), totals["orjson_loads_s"]
+        await steady(http)
+        steady_s = time.perf_counter() - start - (totals["orjson_loads_s"] - orjson_before)
+    return {"seconds": full_s, "steady_s": steady_s, "bytes": downloaded, "json_loads_s": json_s,
+            "orjson_loads_s": orjson_s, "validators": validators}
 
 
 async def _snapshot(url: str) -> dict[str, Any]:
+    """A first snapshot (everything fetched), then a steady-state one with the same state (infos,
+    withdrawers and the epoch's rewards cached), as the fetcher's timer does."""
     from stream_app.sources.rpc import RpcClient
-    from stream_app.sources.snapshot import fetch_cluster_snapshot
+    from stream_app.sources.snapshot import SourceState, fetch_cluster_snapshot
 
-    start = time.perf_counter()
+    state = SourceState()
     async with RpcClient([url], timeout=300, concurrency=CONCURRENCY) as rpc:
-        snap = await fetch_cluster_snapshot(rpc)
-    return {"seconds": time.perf_counter() - start, "validators": len(snap.records), "failures": len(snap.failures),
-            "requests": rpc.stats.requests}
+        start = time.perf_counter()
+        snap = await fetch_cluster_snapshot(rpc, state=state)
+        full_s = time.perf_counter() - start
+        requests = rpc.stats.requests
+        del snap.records[:]
+        start = time.perf_counter()
+        again = await fetch_cluster_snapshot(rpc, state=state)
+        steady_s = time.perf_counter() - start
+    return {"seconds": full_s, "steady_s": steady_s, "validators": len(again.records),
+            "failures": len(again.failures), "requests": requests}
 
 
 def worker(kind: str, url: str) -> None:
@@ -147,13 +172,16 @@ def bench(size: int, repeat: int) -> None:
     med = statistics.median
     print(f"\n== {size:,} vote accounts (simulator start {startup:.1f} s; {floor[0]['bytes'] / 2**20:.1f} MiB of "
           f"JSON over {snap[0]['requests']} requests; median of {repeat})")
-    print(f"{'':28}{'wall s':>10}{'client cpu s':>14}{'peak MiB':>10}")
+    print(f"{'first run':28}{'wall s':>10}{'client cpu s':>14}{'peak MiB':>10}")
     print(f"{'floor: download + json.loads':28}{med(r['seconds'] for r in floor):>10.2f}"
           f"{med(r['cpu_s'] for r in floor):>14.2f}{med(r['peak_mb'] for r in floor):>10.1f}")
     print(f"{'  of which json.loads':28}{med(r['json_loads_s'] for r in floor):>10.2f}")
     print(f"{'  (orjson.loads instead)':28}{med(r['orjson_loads_s'] for r in floor):>10.2f}")
     print(f"{'fetch_cluster_snapshot':28}{med(r['seconds'] for r in snap):>10.2f}"
           f"{med(r['cpu_s'] for r in snap):>14.2f}{med(r['peak_mb'] for r in snap):>10.1f}")
+    print(f"{'steady-state run (cached info/withdrawers/rewards): floor':58}"
+          f"{med(r['steady_s'] for r in floor):>8.2f} s")
+    print(f"{'steady-state run: fetch_cluster_snapshot':58}{med(r['steady_s'] for r in snap):>8.2f} s")
     wall = med(r["seconds"] for r in snap) / med(r["seconds"] for r in floor)
     cpu = med(r["cpu_s"] for r in snap) / med(r["cpu_s"] for r in floor)
     print(f"snapshot / floor: wall {wall:.2f}x, client cpu {cpu:.2f}x (floor cpu includes the orjson pass); "
