@@ -73,11 +73,20 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
         return _not_running()
 
     async def run() -> int:
+        from stream_app.db import create_pool
+        from stream_app.runs import record_fetch_request
+
         redis = aioredis.from_url(urls.redis_url)
         try:
             run_id = await request_fetch(redis, settings.redis_prefix, trigger="cli", actor=args.actor)
         finally:
             await redis.aclose()
+        pool = await create_pool(urls.database_url, settings, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                await record_fetch_request(conn, run_id, "cli", args.actor)
+        finally:
+            await pool.close()
         print(f"fetch requested: run {run_id} (the leader worker starts it within a second)")
         if args.wait <= 0:
             return 0

@@ -110,6 +110,11 @@ async def fail_run(conn: asyncpg.Connection, run_id: str, error: str, *, trigger
                        previous or "running")
 
 
+async def record_fetch_request(conn: asyncpg.Connection, run_id: str, trigger: str, actor: str | None) -> None:
+    """Audit an operator's or admin's request for a fetch (the run itself is audited when it starts)."""
+    await audit(conn, "scoring_run.requested", {"run_id": run_id, "trigger": trigger}, actor)
+
+
 _LOCK_RUNS = "SELECT id, status FROM scoring_runs WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
 
 # Runs a fresh statement after the lock so it sees rows committed by concurrent writers of the same run.

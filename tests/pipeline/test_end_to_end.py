@@ -4,7 +4,9 @@ during a run and restarted, and every validator of every run is scored exactly o
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,8 +95,15 @@ async def test_runs_are_scored_exactly_once_across_worker_kills(
         everyone.append(workers[victim])
         await _wait(lambda: finished(second), "run 2 to finish after the kill", 90, everyone)
 
-        # Run 3: SIGKILL the fetching worker itself once its records are on the stream; restart it.
-        third = await request_fetch(redis_client, prefix, trigger="cli", actor="e2e")
+        # Run 3, asked for through the CLI: SIGKILL the fetching worker itself once its records are on the
+        # stream; restart it. `solstake fetch --wait` reports the run's outcome.
+        cli_env = dict(env, REDIS_PREFIX=prefix)
+        fetch = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "stream_app.cli", "fetch", "--wait", "150", "--actor", "e2e-cli", env=cli_env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        assert fetch.stdout is not None
+        requested = (await asyncio.wait_for(fetch.stdout.readline(), 60)).decode()
+        third = re.search(r"fetch requested: run (\S+)", requested)[1]  # type: ignore[index]
         await _wait(lambda: produced(3 * records_per_run), "run 3 records on the stream", 60, everyone)
         fetcher = await _fetcher_pid(redis_client, prefix)
         victim = next((n for n, p in workers.items() if p.pid == fetcher), "w1")
@@ -103,6 +112,8 @@ async def test_runs_are_scored_exactly_once_across_worker_kills(
         everyone.append(workers[victim])
         await _wait(lambda: finished(third), "run 3 to finish after the kill", 90, everyone)
 
+        fetch_out, _ = await asyncio.wait_for(fetch.communicate(), 60)
+        assert fetch.returncode == 0 and f"run {third}: completed, {VALIDATORS} scored" in fetch_out.decode()
         runs = [await run_row(r) for r in (first, second, third)]
         for row in runs:
             assert row is not None
@@ -119,6 +130,17 @@ async def test_runs_are_scored_exactly_once_across_worker_kills(
         async with db_pool.acquire() as conn:
             _counts, checks = await verify_database(conn)
         assert [c.name for c in checks if not c.ok] == []
+
+        actors = await db_pool.fetch("SELECT action, actor_id FROM audit_log WHERE metadata->>'run_id' = $1 "
+                                     "ORDER BY id", third)
+        assert [(a["action"], a["actor_id"]) for a in actors][:2] == [("scoring_run.requested", "e2e-cli"),
+                                                                      ("scoring_run.started", "e2e-cli")]
+        for command, expected in ((["verify"], "database is consistent"), (["status"], "completed")):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "stream_app.cli", *command, env=cli_env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
+            assert proc.returncode == 0 and expected in out, out
 
         # Graceful stop: SIGTERM; a worker still alive after 30 s is SIGKILLed and shows up as -9 here.
         codes = [p.stop(timeout=30) for p in workers.values()]

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
@@ -70,7 +71,9 @@ async def test_solstake_run_reaches_a_completed_run_and_stops_everything(tmp_pat
         finally:
             await redis.aclose()
         assert fallback is not None and fallback["configured"] == [f"http://127.0.0.1:{dead_rpc}"]
-        assert _port_open(web_port)
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{web_port}/health") as resp:
+            health = await resp.json()
+        assert health["simulatorFallback"]["active"] is True, health  # said loudly, where operators look
         redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
 
         run.signal(signal.SIGINT)  # Ctrl-C
