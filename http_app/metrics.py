@@ -23,6 +23,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 import http_app.access_metrics  # noqa: F401  (registers the access-control counters in this registry)
 from http_app.keys import DB_POOL, LIVE_HUB, SETTINGS
+from http_app.red import RedRecorder
 from stream_app.business import BusinessCollector
 from stream_app.metrics_shared import FAST_BUCKETS, exposition, track_pool
 
@@ -33,19 +34,11 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 QUIET_ROUTES = frozenset({"/metrics", "/health", "/healthz", "/readyz", "/health/db", "/health/redis",
                           "/health/solana"})
 
-HTTP_REQUESTS = Counter(
-    "solstake_http_requests_total",
-    "HTTP requests answered, by method, route template (\"unmatched\" for unknown paths) and status code.",
-    ["method", "route", "code"],
-)
-HTTP_SECONDS = Histogram(
-    "solstake_http_request_duration_seconds",
-    "Time to answer an HTTP request (WebSocket sessions excluded), by method and route template.",
-    ["method", "route"],
-    buckets=FAST_BUCKETS,
-)
-HTTP_IN_FLIGHT = Gauge("solstake_http_requests_in_flight",
-                       "HTTP requests being answered right now (open WebSocket sessions are counted apart).")
+# solstake_http_requests_total, solstake_http_request_duration_seconds, solstake_http_requests_in_flight,
+# solstake_graphql_operation_duration_seconds and solstake_ws_connections_active: updated per request on
+# plain numbers (http_app.red), a fraction of prometheus-client's per-call locking and label validation.
+RED = RedRecorder(FAST_BUCKETS)
+REGISTRY.register(RED)
 
 GRAPHQL_REQUESTS = Counter(
     "solstake_graphql_requests_total",
@@ -60,13 +53,6 @@ GRAPHQL_SECONDS = Histogram(
     ["cached"],
     buckets=FAST_BUCKETS,
 )
-GRAPHQL_OPERATION_SECONDS = Histogram(
-    "solstake_graphql_operation_duration_seconds",
-    "Time to answer a GraphQL HTTP request, by operation type (query, mutation, unknown = refused before "
-    "the type was known).",
-    ["operation_type"],
-    buckets=FAST_BUCKETS,
-)
 CACHE_LOOKUPS = Counter(
     "solstake_cache_lookups_total",
     "GraphQL response-cache lookups, by tier (local process memory or redis) and result (hit or miss).",
@@ -77,7 +63,6 @@ WS_CONNECTIONS = Counter(
     "WebSocket connections accepted on /graphql, by subprotocol (graphql-transport-ws or graphql-ws).",
     ["protocol"],
 )
-WS_ACTIVE = Gauge("solstake_ws_connections_active", "WebSocket connections open right now.")
 SUBSCRIPTIONS_ACTIVE = Gauge(
     "solstake_graphql_subscriptions_active",
     "GraphQL subscriptions (live-update listeners) active right now in this process.",
@@ -112,6 +97,9 @@ def _graphql_operation(request: web.Request, response: web.StreamResponse | None
     return "unknown"
 
 
+SLOW_REQUEST = 1.0  # seconds; slower requests get an info line even when access lines are at debug
+
+
 @web.middleware
 async def red_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Count, time and log every request; sits just inside the request-id middleware."""
@@ -122,7 +110,10 @@ async def red_middleware(request: web.Request, handler: Any) -> web.StreamRespon
     websocket = request.headers.get("Upgrade", "").lower() == "websocket"
     status = 500
     response: web.StreamResponse | None = None
-    (WS_ACTIVE if websocket else HTTP_IN_FLIGHT).inc()
+    if websocket:
+        RED.ws_active += 1
+    else:
+        RED.in_flight += 1
     try:
         response = await handler(request)
         status = response.status
@@ -132,16 +123,26 @@ async def red_middleware(request: web.Request, handler: Any) -> web.StreamRespon
         raise
     finally:
         elapsed = time.perf_counter() - started
-        HTTP_REQUESTS.labels(method, route, str(status)).inc()
-        (WS_ACTIVE if websocket else HTTP_IN_FLIGHT).dec()
-        if not websocket:
-            HTTP_SECONDS.labels(method, route).observe(elapsed)
+        if websocket:
+            RED.ws_active -= 1
+            RED.request_done(method, route, status, None)
+        else:
+            RED.in_flight -= 1
+            RED.request_done(method, route, status, elapsed)
             if route == "/graphql":
-                GRAPHQL_OPERATION_SECONDS.labels(_graphql_operation(request, response)).observe(elapsed)
-        level = logging.DEBUG if route in QUIET_ROUTES and status < 500 else logging.INFO
-        access_log.log(level, "%s %s %d %.1f ms", request.method, route, status, elapsed * 1000,
-                       extra={"method": request.method, "route": route, "status": status,
-                              "duration_ms": round(elapsed * 1000, 2)})
+                RED.graphql_done(_graphql_operation(request, response), elapsed)
+        # One line per request costs more than the request itself on the hot path (~0.1-0.2 ms of
+        # formatting): routine requests log at debug; server errors and slow requests always do.
+        if status >= 500:
+            level = logging.WARNING
+        elif elapsed >= SLOW_REQUEST and not websocket and route not in QUIET_ROUTES:
+            level = logging.INFO
+        else:
+            level = logging.DEBUG
+        if access_log.isEnabledFor(level):
+            access_log.log(level, "%s %s %d %.1f ms", request.method, route, status, elapsed * 1000,
+                           extra={"method": request.method, "route": route, "status": status,
+                                  "duration_ms": round(elapsed * 1000, 2)})
         REQUEST_ID.reset(token)
 
 
