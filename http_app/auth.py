@@ -157,8 +157,8 @@ def unauthorized(message: str) -> web.Response:
     )
 
 
-@web.middleware
-async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def admit_principal(request: web.Request) -> web.Response | None:
+    """Set request["principal"]; or return the 401 answer when the token must be refused."""
     control = request.app[ACCESS_CONTROL]
     check = control.check_header(request)
     if check.error is not None:
@@ -178,7 +178,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             return unauthorized("token has been revoked")
         principal = check.token.principal()
     request[PRINCIPAL] = principal
-    return await handler(request)
+    return None
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    refusal = await admit_principal(request)
+    return refusal if refusal is not None else await handler(request)
 
 
 async def principal_from_token(app: web.Application, token: str) -> Principal:

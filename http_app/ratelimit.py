@@ -301,10 +301,10 @@ class RateLimiting:
 RATE_LIMITING: web.AppKey[RateLimiting] = web.AppKey("rate_limiting", RateLimiting)
 
 
-@web.middleware
-async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def count_and_judge(request: web.Request) -> tuple[web.Response | None, Verdict | None]:
+    """(refusal, None) for a 429/503; (None, verdict) when admitted; (None, None) when exempt or fail-open."""
     if request.method == "OPTIONS" or request.path in EXEMPT_PATHS:
-        return await handler(request)
+        return None, None
     limiting = request.app[RATE_LIMITING]
     control = request.app[ACCESS_CONTROL]
     check = control.check_header(request)  # CPU only; a bad token still counts against its IP
@@ -321,18 +321,40 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
                                   cache_key=cache_key, cache_in_script=limiting.cache_in_script)
     if verdict is None:
         if policy is limiting.policies.signin:
-            return limiter_unavailable()
+            return limiter_unavailable(), None
         request[REDIS_UNAVAILABLE] = True
-        return await handler(request)
+        return None, None
     if not verdict.allowed:
         record_rejection(policy)
-        return too_many_requests(verdict, graphql=request.path.endswith("/graphql"))
+        return too_many_requests(verdict, graphql=request.path.endswith("/graphql")), None
     request[RATE_LIMIT_VERDICT] = verdict
     if verdict.revoked is not None:
         request[REVOCATION_CHECKED] = verdict.revoked
     if cache_key is not None:
         request[PREFETCHED_CACHE] = verdict.cached
-    response = await handler(request)
+    return None, verdict
+
+
+async def answer_with_limit_headers(
+    request: web.Request, verdict: Verdict | None, answer: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Run the rest of the chain; the admitted request's X-RateLimit-*/RateLimit headers go on whatever comes
+    back, error answers raised as exceptions included."""
+    if verdict is None:
+        return await answer(request)
+    try:
+        response = await answer(request)
+    except web.HTTPException as exc:
+        exc.headers.update(verdict.headers())
+        raise
     if not response.prepared:
         response.headers.update(verdict.headers())
     return response
+
+
+@web.middleware
+async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    refusal, verdict = await count_and_judge(request)
+    if refusal is not None:
+        return refusal
+    return await answer_with_limit_headers(request, verdict, handler)

@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from aiohttp.typedefs import Middleware
 
 from http_app.access import access_middlewares, install_access_control, setup_cors
 from http_app.auth import PRINCIPAL
@@ -52,9 +53,9 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def build_app(settings: Settings) -> web.Application:
-    """What create_app does for access control, with two probe handlers instead of the API."""
-    app = web.Application(middlewares=access_middlewares())
+def build_app(settings: Settings, middlewares: list[Middleware] | None = None) -> web.Application:
+    """What create_app does for access control, with probe handlers instead of the API."""
+    app = web.Application(middlewares=access_middlewares() if middlewares is None else middlewares)
     app[SETTINGS] = settings
 
     async def backing(app: web.Application) -> AsyncIterator[None]:
@@ -82,9 +83,9 @@ async def make_client(
 ) -> AppFactory:
     """`await make_client(RATE_LIMIT=3, ...)`: a test client of an app whose settings are overridden."""
 
-    async def make(**overrides: object) -> TestClient:
+    async def make(middlewares: list[Middleware] | None = None, **overrides: object) -> TestClient:
         changed = settings.with_overrides(**{k.lower(): v for k, v in overrides.items()})
-        return await aiohttp_client(build_app(changed))
+        return await aiohttp_client(build_app(changed, middlewares))
 
     return make
 

@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from http_app.auth import authenticate
 from http_app.principal import ROLE_PERMISSIONS
+from http_app.ratelimit import rate_limit
 from stream_app.embedded import EmbeddedRedis
 from tests.auth.conftest import AppFactory
 
@@ -186,3 +188,21 @@ async def test_authenticated_tier_defaults_to_the_anonymous_limit(
     responses = [await client.get("/whoami", headers=auth) for _ in range(3)]
     assert [r.status for r in responses] == [200, 200, 429]
     assert responses[0].headers["RateLimit-Policy"] == '"authenticated";q=2;w=900'
+
+
+async def test_separate_middlewares_behave_like_the_combined_one(
+    make_client: AppFactory, token_for: Callable[..., str]
+) -> None:
+    client = await make_client(middlewares=[rate_limit, authenticate], RATE_LIMIT=2)
+    me = await client.get("/whoami", headers={"Authorization": f"Bearer {token_for('admin')}"})
+    assert (await me.json())["role"] == "admin" and me.headers["X-RateLimit-Remaining"] == "1"
+    assert (await client.get("/whoami", headers={"Authorization": "Bearer junk"})).status == 401
+    assert [(await client.get("/whoami")).status for _ in range(2)] == [200, 429]  # junk used the IP's first
+
+
+async def test_router_errors_carry_the_limit_headers(make_client: AppFactory) -> None:
+    client = await make_client()
+    missing = await client.get("/no-such-route")
+    assert missing.status == 404 and missing.headers["X-RateLimit-Remaining"] == "99"
+    wrong_method = await client.delete("/whoami")
+    assert wrong_method.status == 405 and wrong_method.headers["X-RateLimit-Remaining"] == "98"
