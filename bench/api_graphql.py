@@ -258,7 +258,7 @@ async def fanout(port: int, redis_url: str, prefix: str, dsn: str, clients: int)
     ready = 0
     all_ready = asyncio.Event()
     got_all = asyncio.Event()
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:  # no pool cap
 
         async def client() -> None:
             nonlocal ready

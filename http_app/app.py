@@ -23,6 +23,7 @@ from http_app.access import access_middlewares, install_access_control, setup_co
 from http_app.cache import ResponseCache, setup_cache_routes
 from http_app.errors import request_id_and_errors
 from http_app.graphql.engine import create_executor
+from http_app.graphql.fanout import SHARED, SharedSubscriptions
 from http_app.graphql.http import install_renderer
 from http_app.graphql.live_hub import LiveHub
 from http_app.graphql.routes import setup_graphql
@@ -83,6 +84,7 @@ async def _live_updates(app: web.Application) -> AsyncIterator[None]:
     """Tail the live stream: invalidate and re-warm the cache, feed subscriptions."""
     hub = LiveHub(app)
     app[LIVE_HUB] = hub
+    app[SHARED] = SharedSubscriptions(app)
     task = asyncio.create_task(hub.run(), name="live-hub")
     yield
     task.cancel()

@@ -1,5 +1,9 @@
 """Subscription sources: snapshot first, then one message per live event, each with its version.
 
+With `context["snapshot_only"]` a source ends after its snapshot (or at once when there is none); with
+`context["changes_only"]` it skips the snapshot. The shared-subscription layer (fanout.py) computes each
+socket's snapshot the first way and renders the changes once for all sockets the second way.
+
 `version` is the live-stream entry id (strictly increasing); a reconnecting client drops anything it
 has already seen. Per-event data is fetched once per process and shared by all subscribers.
 """
@@ -22,6 +26,13 @@ MAX_WATCHED = 1_000
 def _hub(ctx: Ctx) -> LiveHub:
     hub: LiveHub = ctx["hub"]
     return hub
+
+
+def _registered(ctx: Ctx) -> None:
+    """Tell a shared stream it now receives every later event (fanout.py waits for this)."""
+    ready = ctx.get("on_subscribed")
+    if ready is not None:
+        ready.set()
 
 
 def _votes(args: dict[str, Any]) -> list[str] | None:
@@ -61,12 +72,14 @@ async def trust_scores_updated(parent: Any, args: dict[str, Any], ctx: Ctx, info
     votes = _votes(args)
     watched = set(votes) if votes is not None else None
     sub = hub.subscribe()
+    _registered(ctx)
     try:
         version = hub.version
-        rows = await _scores(pool, votes)
-        yield _fresh(ctx, {"version": version, "snapshot": True, "runId": None, "epoch": None,
-                           "scores": [_score_item(r) for r in rows]})
-        while True:
+        if not ctx.get("changes_only"):
+            rows = await _scores(pool, votes)
+            yield _fresh(ctx, {"version": version, "snapshot": True, "runId": None, "epoch": None,
+                               "scores": [_score_item(r) for r in rows]})
+        while not ctx.get("snapshot_only"):
             version, event = await _next(sub)
             if event.get("type") != "scores":
                 continue
@@ -100,14 +113,15 @@ async def scoring_run_completed(parent: Any, args: dict[str, Any], ctx: Ctx, inf
                                 ) -> AsyncIterator[dict[str, Any]]:
     hub, pool = _hub(ctx), ctx["pool"]
     sub = hub.subscribe()
+    _registered(ctx)
     try:
         version = hub.version
-        latest = await data.latest_run(pool)
+        latest = None if ctx.get("changes_only") else await data.latest_run(pool)
         if latest is not None:
             ctx["loaders"] = Loaders()
             ctx["loaders"].note("run", [latest["id"]])
             yield {"version": version, "snapshot": True, "run": latest}
-        while True:
+        while not ctx.get("snapshot_only"):
             version, event = await _next(sub)
             if event.get("type") != "run" or event.get("status") not in FINISHED:
                 continue
@@ -127,9 +141,11 @@ async def commission_changed(parent: Any, args: dict[str, Any], ctx: Ctx, info: 
     votes = _votes(args)
     watched = set(votes) if votes is not None else None
     sub = hub.subscribe()
+    _registered(ctx)
     try:
         version = hub.version
-        recent = await data.commission_events(pool, votes[0] if votes and len(votes) == 1 else None, None, 20)
+        recent = [] if ctx.get("changes_only") else await data.commission_events(
+            pool, votes[0] if votes and len(votes) == 1 else None, None, 20)
         recent = [e for e in recent if watched is None or e["voteAccount"] in watched]
         if recent:
             e = recent[0]
@@ -137,7 +153,7 @@ async def commission_changed(parent: Any, args: dict[str, Any], ctx: Ctx, info: 
                                "epoch": e["epoch"], "kind": e["kind"], "isRug": e["isRug"],
                                "oldCommission": e["oldCommission"], "newCommission": e["newCommission"],
                                "_validator_pk": e["_validator_pk"]})
-        while True:
+        while not ctx.get("snapshot_only"):
             version, event = await _next(sub)
             vote = event.get("vote_pubkey")
             if event.get("type") != "commission" or not isinstance(vote, str):

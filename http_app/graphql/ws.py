@@ -19,10 +19,12 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from http_app.cache import canonical_variables
 from http_app.graphql.errors import INTERNAL, error_body
+from http_app.graphql.fanout import SHARED
 from http_app.graphql.http import RequestError, context_for, execute
 from http_app.graphql.limits import MAX_BODY_BYTES, analyze
-from http_app.keys import EXECUTOR, SETTINGS
+from http_app.keys import SETTINGS
 from http_app.metrics import WS_CONNECTIONS
 from http_app.principal import ANONYMOUS, Principal
 
@@ -115,6 +117,13 @@ class Connection:
         async with self._send_lock:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self.ws.send_str(orjson.dumps(message).decode())
+
+    async def send_text(self, text: str) -> None:
+        if self.ws.closed:
+            return
+        async with self._send_lock:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.send_str(text)
 
     async def close(self, code: int, reason: str) -> None:
         await self.ws.close(code=code, message=reason.encode())
@@ -292,20 +301,19 @@ class Connection:
 
     async def _subscription(self, op_id: str, query: str, operation_name: str | None,
                             variables: dict[str, Any] | None) -> None:
-        context = context_for(self.app, self.principal, self.request.get("request_id"))
+        """Served by a shared stream: each change is rendered once for every socket asking the same."""
+        prefix = f'{{"type":"{"data" if self.legacy else "next"}","id":{orjson.dumps(op_id).decode()},"payload":'
+
+        async def send(encoded: str) -> None:
+            await self.send_text(prefix + encoded + "}")
+
+        key = (self.principal.scope, query, operation_name, canonical_variables(variables))
+        shared = self.app[SHARED]
         try:
-            async for result in self.app[EXECUTOR].subscribe(query, operation_name, variables, context):
-                await self._emit(op_id, result)
-                if result.get("errors") and result.get("data") is None:
-                    break
+            await shared.serve(key, variables, lambda: context_for(self.app, self.principal), send)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
-            from http_app.graphql.errors import ApiError
-
-            if isinstance(exc, ApiError):
-                await self._emit(op_id, {"data": None, "errors": [error_body(str(exc), exc.code)]})
-            else:
-                log.exception("subscription %s failed", op_id)
-                await self._emit(op_id, {"data": None, "errors": [error_body("Internal server error", INTERNAL)]})
+        except Exception:
+            log.exception("subscription %s failed", op_id)
+            await self._emit(op_id, {"data": None, "errors": [error_body("Internal server error", INTERNAL)]})
         await self._complete(op_id)

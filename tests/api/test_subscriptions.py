@@ -207,3 +207,27 @@ async def test_invalid_operation_gets_error_not_close(api: TestClient) -> None:
         assert msg["type"] == "error" and msg["payload"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
         await ws.send_json({"type": "ping"})
         assert (await ws.receive_json(timeout=5))["type"] == "pong"
+
+
+async def test_identical_subscriptions_share_one_stream(api: TestClient, seeded: Seeded,
+                                                        redis_client: aioredis.Redis, redis_prefix: str) -> None:
+    from http_app.graphql.fanout import SHARED
+
+    await hub_ready(api)
+    watched = seeded.vote_accounts[0]
+    payload = {"query": SCORES, "variables": {"v": [watched]}}
+    sockets = []
+    for _ in range(3):
+        ws = await api.ws_connect("/graphql", protocols=["graphql-transport-ws"])
+        await init(ws)
+        await ws.send_json({"type": "subscribe", "id": "s", "payload": payload})
+        snapshot = await ws.receive_json(timeout=5)
+        assert snapshot["payload"]["data"]["trustScoresUpdated"]["snapshot"] is True
+        sockets.append(ws)
+    assert api.app[SHARED].group_count == 1
+    entry = await live.announce(redis_client, redis_prefix, {"type": "scores", "run_id": "r", "epoch": 1,
+                                                             "validators": [watched]})
+    for ws in sockets:
+        change = (await ws.receive_json(timeout=5))["payload"]["data"]["trustScoresUpdated"]
+        assert change["snapshot"] is False and change["version"] == entry
+        await ws.close()
