@@ -136,6 +136,8 @@ async def read_params(request: web.Request) -> dict[str, Any]:
 
 
 async def _read_limited(request: web.Request) -> bytes:
+    if request.content_length is not None:  # size already checked against the limit: one read
+        return await request.read()
     chunks: list[bytes] = []
     size = 0
     while True:
