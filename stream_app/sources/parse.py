@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from solders.pubkey import Pubkey
 
@@ -41,9 +41,10 @@ def pubkey(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise RecordError(f"{what}: expected a base58 pubkey string, got {type(value).__name__}")
     try:
-        return str(Pubkey.from_string(value))
+        Pubkey.from_string(value)
     except ValueError as exc:
         raise RecordError(f"{what}: invalid pubkey {value[:60]!r}: {exc}") from None
+    return value  # base58 of 32 bytes has one spelling: what decoded is already canonical
 
 
 def integer(value: Any, what: str, *, minimum: int = 0, maximum: int = U64_MAX) -> int:
@@ -212,7 +213,30 @@ class VoteAccounts:
         return [a for a in self.accounts if a.delinquent]
 
 
+def _u64(value: Any) -> TypeGuard[int]:
+    return type(value) is int and 0 <= value <= U64_MAX  # type() is int: booleans are not counts
+
+
 def parse_vote_account(item: Any, delinquent: bool) -> VoteAccount:
+    """One getVoteAccounts entry. Well-formed entries take a fast path; anything else gets the checks below,
+    which name the first problem."""
+    if type(item) is dict:
+        vote, node = item.get("votePubkey"), item.get("nodePubkey")
+        commission, stake = item.get("commission"), item.get("activatedStake")
+        last, root = item.get("lastVote"), item.get("rootSlot")
+        epoch_vote = item.get("epochVoteAccount", True)
+        if (type(vote) is str and type(node) is str and type(commission) is int and 0 <= commission <= MAX_COMMISSION
+                and _u64(stake) and _u64(last) and (root is None or _u64(root)) and type(epoch_vote) is bool
+                and "epochCredits" in item):
+            try:
+                Pubkey.from_string(vote)
+                Pubkey.from_string(node)
+            except ValueError:
+                pass  # the slow path reports which one
+            else:
+                return VoteAccount(vote, node, commission, stake,
+                                   parse_epoch_credits(item["epochCredits"], f"vote account {vote}: epochCredits"),
+                                   last, root, epoch_vote, delinquent)
     data = obj(item, "vote account")
     vote = pubkey(require(data, "votePubkey", "vote account"), "votePubkey")
     where = f"vote account {vote}"
