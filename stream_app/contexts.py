@@ -11,6 +11,7 @@ from collections import OrderedDict
 import orjson
 import redis.asyncio as aioredis
 
+from stream_app.messages import dumps_wide
 from stream_app.records import ClusterContext, RecordError
 
 CACHE_SIZE = 32
@@ -21,7 +22,7 @@ def context_key(prefix: str, run_id: str) -> str:
 
 
 async def store_context(redis: aioredis.Redis, prefix: str, context: ClusterContext, ttl_seconds: int) -> None:
-    await redis.set(context_key(prefix, context.run_id), orjson.dumps(context.to_dict()), ex=ttl_seconds)
+    await redis.set(context_key(prefix, context.run_id), dumps_wide(context), ex=ttl_seconds)
 
 
 class ContextCache:

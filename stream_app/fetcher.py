@@ -159,14 +159,18 @@ class Fetcher:
         if not snap.records:
             return await self._fail(run_id, "the RPC returned no usable vote accounts", trigger, actor, started)
         records = [r if r.run_id == run_id else replace(r, run_id=run_id) for r in snap.records]
-        header = snap.header(trigger=trigger, source=await self.source_label(snap.source))
-        context = build_cluster_context(run_id, snap.epoch, snap.slot, snap.epoch_info.slot_index,
-                                        snap.epoch_info.slots_in_epoch, records, observed_at=snap.observed_at)
-        await store_context(self.redis, self.settings.redis_prefix, context,
-                            ttl_seconds=int(max(86_400, 4 * self.settings.run_timeout)))
-        async with self.pool.acquire() as conn:
-            await open_run(conn, header, context, actor=actor or "system:pipeline", scoring_version=SCORING_VERSION,
-                           fetched_at=fetched)
+        try:
+            header = snap.header(trigger=trigger, source=await self.source_label(snap.source))
+            context = build_cluster_context(run_id, snap.epoch, snap.slot, snap.epoch_info.slot_index,
+                                            snap.epoch_info.slots_in_epoch, records, observed_at=snap.observed_at)
+            await store_context(self.redis, self.settings.redis_prefix, context,
+                                ttl_seconds=int(max(86_400, 4 * self.settings.run_timeout)))
+            async with self.pool.acquire() as conn:
+                await open_run(conn, header, context, actor=actor or "system:pipeline",
+                               scoring_version=SCORING_VERSION, fetched_at=fetched)
+        except Exception as exc:  # whatever broke between fetch and produce, the run says so
+            reason = f"preparing the run failed: {type(exc).__name__}: {exc}"
+            return await self._fail(run_id, reason, trigger, actor, started, expected=len(records))
         await self._announce({"type": "run", "run_id": run_id, "status": "running", "success_count": 0,
                               "fail_count": 0, "validator_count": header.expected_count})
         if snap.failures or snap.warnings:

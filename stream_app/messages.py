@@ -8,6 +8,8 @@ A message that cannot be decoded raises `MessageError` naming what is wrong, nev
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +32,25 @@ class HeaderMessage:
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
+def dumps_wide(value: Any) -> bytes:
+    """orjson, or the standard library for integers past 64 bits (orjson refuses them).
+
+    Cluster totals can exceed u64 in lamports on a large simulated cluster; they must not stop a run.
+    """
+    try:
+        return orjson.dumps(value, option=_OPTIONS)
+    except TypeError:
+        return json.dumps(value, default=_plain, separators=(",", ":")).encode()
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def encode_header(header: RunHeader, context: ClusterContext) -> bytes:
-    return orjson.dumps({"kind": "header", "header": header, "context": context}, option=_OPTIONS)
+    return dumps_wide({"kind": "header", "header": header, "context": context})
 
 
 def encode_record(record: ValidatorRecord) -> bytes:

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from stream_app.messages import dumps_wide
 from stream_app.records import ClusterContext, RunHeader
 
 SYSTEM_ACTOR = "system:pipeline"
@@ -72,12 +73,12 @@ async def open_run(conn: asyncpg.Connection, header: RunHeader, context: Cluster
             INSERT INTO scoring_runs (id, run_date, status, validator_count, epoch, slot, trigger, source,
                                       scoring_version, fetched_at, cluster_context)
             VALUES ($1, $2::timestamptz, 'running', $3, $4, $5, $6, $7, $8,
-                    coalesce($10::timestamptz, $2::timestamptz), $9)
+                    coalesce($10::timestamptz, $2::timestamptz), $9::text::jsonb)
             ON CONFLICT (id) DO NOTHING
             RETURNING true
             """,
             header.run_id, _ts(header.started_at), header.expected_count, header.epoch, header.slot,
-            header.trigger, header.source, scoring_version, context.to_dict() if context else None,
+            header.trigger, header.source, scoring_version, dumps_wide(context).decode() if context else None,
             _ts(fetched_at) if fetched_at is not None else None,
         )
         if created:

@@ -12,6 +12,7 @@ from stream_app.messages import (
     MessageError,
     decode_score,
     decode_validator_message,
+    dumps_wide,
     encode_header,
     encode_record,
     encode_score,
@@ -63,3 +64,12 @@ def test_malformed_scores_raise_a_message_error() -> None:
     for raw in (b"{}", b"[]", b"\xff"):
         with pytest.raises(MessageError):
             decode_score(raw)
+
+
+def test_cluster_totals_past_64_bits_still_encode() -> None:
+    run = new_run_id()
+    ctx = ClusterContext(run_id=run, epoch=752, slot=1, slot_index=1, slots_in_epoch=432_000,
+                         total_active_stake=2**70, validator_count=100_000, superminority_min_stake=5)
+    decoded = decode_validator_message(encode_header(header(run, 3), ctx))
+    assert isinstance(decoded, HeaderMessage) and decoded.context.total_active_stake == float(2**70)
+    assert orjson.loads(dumps_wide({"a": 1})) == {"a": 1}

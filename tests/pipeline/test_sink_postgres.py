@@ -172,3 +172,15 @@ async def test_a_failed_fetch_is_recorded_with_its_reason(db_pool: asyncpg.Pool)
     row = await db_pool.fetchrow("SELECT status, error, completed_at FROM scoring_runs WHERE id = $1", run)
     assert row["status"] == "failed" and "connection refused" in row["error"] and row["completed_at"]
     assert await db_pool.fetchval("SELECT action FROM audit_log") == "scoring_run.failed"
+
+
+async def test_a_run_with_cluster_totals_past_64_bits_is_stored(db_pool: asyncpg.Pool) -> None:
+    from stream_app.records import ClusterContext
+
+    run = new_run_id()
+    ctx = ClusterContext(run_id=run, epoch=752, slot=1, slot_index=1, slots_in_epoch=432_000,
+                         total_active_stake=2**70, validator_count=1, superminority_min_stake=5)
+    async with db_pool.acquire() as conn:
+        assert await open_run(conn, header(run, 1), ctx)
+    stored = await db_pool.fetchval("SELECT cluster_context->>'total_active_stake' FROM scoring_runs")
+    assert int(stored) == 2**70
