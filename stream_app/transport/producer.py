@@ -147,11 +147,15 @@ class Producer(base.Producer):
     @Service.task
     async def _sender(self) -> None:
         batch_size = self.transport.options.batch_size
+        linger = self.transport.options.linger_ms / 1000.0
         queue = self._queue
         while True:
             if not queue:
                 self._queued.clear()
                 await self._queued.wait()
+                if linger and len(queue) < batch_size:
+                    # one record per round trip is what a table update per event would otherwise cost
+                    await asyncio.sleep(linger)
                 continue
             batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
             await self._write(batch)

@@ -25,6 +25,8 @@ class TransportOptions:
     block_ms: int = 1000
     #: Records sent in one pipelined round trip by the producer.
     batch_size: int = 2000
+    #: Milliseconds the producer waits for more records before sending a small batch (0 = none).
+    linger_ms: float = 5.0
     #: Redis socket timeout in seconds; must stay well above `block_ms` (redis-py defaults to 5 s).
     socket_timeout: float = 30.0
     #: Approximate MAXLEN applied on every produce to non-changelog topics (0 = unbounded).
@@ -79,6 +81,7 @@ _PARSERS: Mapping[str, Callable[[str], Any]] = {
     "fetch_count": _positive(int),
     "block_ms": _positive(int),
     "batch_size": _positive(int),
+    "linger_ms": _non_negative(float),
     "socket_timeout": _positive(float),
     "maxlen": _non_negative(int),
     "retention_ms": _non_negative(int),
