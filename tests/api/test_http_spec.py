@@ -167,6 +167,8 @@ async def test_graphiql_page_in_development(api: TestClient) -> None:
     page = await api.get("/graphql", headers={"Accept": "text/html"})
     assert page.status == 200
     assert "graphiql" in (await page.text()).lower()
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src https://unpkg.com 'sha256-" in policy and "'unsafe-eval'" not in policy
 
 
 async def test_unexpected_exception_is_masked() -> None:
