@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +10,7 @@ from tartiflette import Resolver, Subscription
 
 from http_app.graphql import data
 from http_app.graphql.authz import principal_of, require, require_admin, require_signed_in
-from http_app.graphql.errors import NOT_IMPLEMENTED, ApiError
+from http_app.graphql.errors import FORBIDDEN, ApiError
 from http_app.graphql.loaders import BatchLoader, Loaders
 from http_app.principal import ADMIN_SYSTEM, READ_SCORES, READ_USERS, WRITE_STAKES
 
@@ -154,22 +153,15 @@ async def m_invalidate_validator_cache(parent: Any, args: Args, ctx: Ctx, info: 
 
 
 async def m_refresh_my_stake_accounts(parent: Any, args: Args, ctx: Ctx, info: Any) -> list[dict[str, Any]]:
+    """Re-read the signed-in wallet's Stake-program accounts from chain (access control's refresher)."""
+    from http_app.stakes import StakeAccessError, refresh_stake_accounts
+
     principal = require(ctx, WRITE_STAKES)
-    refresh = _stake_refresher()
-    if refresh is None:
-        raise ApiError("Stake-account refresh is not available on this server yet", NOT_IMPLEMENTED)
-    await refresh(ctx["app"], principal)
-    return await q_my_stake_accounts(parent, args, ctx, info)
-
-
-def _stake_refresher() -> Callable[..., Awaitable[Any]] | None:
-    """Hook filled by access control: `http_app.stakes.refresh_stake_accounts(app, principal)`."""
     try:
-        module = importlib.import_module("http_app.stakes")
-    except ImportError:
-        return None
-    refresher = getattr(module, "refresh_stake_accounts", None)
-    return refresher if callable(refresher) else None
+        await refresh_stake_accounts(ctx["app"], principal)
+    except StakeAccessError as exc:
+        raise ApiError(str(exc), FORBIDDEN) from None
+    return await q_my_stake_accounts(parent, args, ctx, info)
 
 
 # ---- Object fields -----------------------------------------------------------------------------------

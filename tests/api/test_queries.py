@@ -170,3 +170,23 @@ async def test_one_query_per_field_level(database_url: str, query: str, levels: 
         assert counts == [levels, levels]
     finally:
         await pool.close()
+
+
+async def test_my_stake_accounts_and_refresh_guard(api: TestClient, api_settings: Settings, seeded: Seeded,
+                                                   db_pool: asyncpg.Pool) -> None:
+    from tests.api.conftest import bearer
+
+    wallet = seeded.user_wallets[1]
+    user_id = str(await db_pool.fetchval("SELECT id FROM users WHERE wallet_pubkey = $1", wallet))
+    query = "{ myStakeAccounts { stakePubkey stakedAmount validator { voteAccount } } }"
+    _, body = await gql(api, query)
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    _, body = await gql(api, query, headers=bearer(api_settings, "user", user_id=user_id, wallet=wallet))
+    mine = body["data"]["myStakeAccounts"]
+    assert len(mine) == 2 and all(s["validator"]["voteAccount"] in seeded.vote_accounts for s in mine)
+
+    refresh = "mutation { refreshMyStakeAccounts { stakePubkey } }"
+    _, body = await gql(api, refresh, headers=bearer(api_settings, "viewer"))
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"  # no write:stakes
+    _, body = await gql(api, refresh, headers=bearer(api_settings, "user", user_id=user_id))
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"  # signed in, but not with a wallet
