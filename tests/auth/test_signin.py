@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from solders.keypair import Keypair
 
 from http_app.auth import principal_from_token
+from http_app.keys import DB_POOL
 from http_app.siws import parse_message
 from http_app.tokens import TokenError
 from tests.auth.conftest import AppFactory
@@ -220,3 +221,14 @@ async def test_revocation_keys_carry_the_prefix_and_expire(make_client: AppFacto
     keys = [k.decode() async for k in redis_client.scan_iter(match=f"{redis_prefix}:auth:revoked:*")]
     assert len(keys) == 1
     assert 0 < await redis_client.pttl(keys[0]) <= (86400 + 30) * 1000
+
+
+async def test_database_down_at_sign_in_is_a_clean_503(make_client: AppFactory) -> None:
+    client = await make_client(**GENEROUS)
+    wallet = Keypair()
+    message = (await challenge_for(client, wallet))["message"]
+    await client.app[DB_POOL].close()  # PostgreSQL gone for this app
+    response = await submit(client, message, wallet)
+    assert response.status == 503
+    body = await response.json()
+    assert body["error"] == "Service Unavailable" and "Traceback" not in body["message"]
