@@ -47,6 +47,8 @@ PEER_WAIT = 15.0
 STATS_FLUSH_SECONDS = 1.0
 REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
+_HIT_COUNTERS: dict[str, Any] = {}  # label children resolved once: hits are the hot path
+
 LocalKey = tuple[str, str, str | None, bytes]  # scope, query text, operation name, canonical variables
 
 
@@ -74,7 +76,9 @@ Renderer = Callable[[WarmSpec], Awaitable[bytes | None]]
 
 
 def canonical_variables(variables: dict[str, Any] | None) -> bytes:
-    return orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+    if not variables:
+        return b"{}"
+    return orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)
 
 
 def compress(body: bytes) -> bytes | None:
@@ -342,7 +346,10 @@ class ResponseCache:
     def _count(self, *, hit: bool, tier: str) -> None:
         if hit:
             self._hits += 1
-            CACHE_LOOKUPS.labels(tier, "hit").inc()
+            counter = _HIT_COUNTERS.get(tier)
+            if counter is None:
+                counter = _HIT_COUNTERS[tier] = CACHE_LOOKUPS.labels(tier, "hit")
+            counter.inc()
         elif tier == "all":
             self._misses += 1
             CACHE_LOOKUPS.labels(tier, "miss").inc()
