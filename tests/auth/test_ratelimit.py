@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from http_app.ratelimit import Policy, SlidingWindowLimiter, count_request
+from http_app.ratelimit import Policy, SlidingWindowLimiter, count_request, too_many_requests
 from stream_app.embedded import EmbeddedRedis
 
 DEFAULT = Policy("anonymous", 100, 900)
@@ -130,3 +131,14 @@ async def test_redis_down_fails_open_for_reads_and_closed_for_sign_in(own_redis:
             await limiter.hit(DEFAULT, "x")
     finally:
         await client.aclose()
+
+
+async def test_graphql_callers_also_get_a_coded_error(redis_client: aioredis.Redis, redis_prefix: str) -> None:
+    limiter = SlidingWindowLimiter(redis_client, redis_prefix)
+    tight = Policy("anonymous", 1, 900)
+    await limiter.hit(tight, "g")
+    refused = await limiter.hit(tight, "g")
+    plain = orjson.loads(too_many_requests(refused).body)  # type: ignore[arg-type]
+    graphql = orjson.loads(too_many_requests(refused, graphql=True).body)  # type: ignore[arg-type]
+    assert set(plain) == {"error", "message", "retryAfter"}
+    assert graphql["errors"][0]["extensions"] == {"code": "RATE_LIMITED", "retryAfter": refused.retry_after}
