@@ -100,7 +100,7 @@ async def q_commission_events(parent: Any, args: Args, ctx: Ctx, info: Any) -> l
 
 async def q_scoring_runs(parent: Any, args: Args, ctx: Ctx, info: Any) -> list[dict[str, Any]]:
     require(ctx, READ_SCORES)
-    rows = await data.scoring_runs(ctx["pool"], _page_size(args.get("first"), "first", default=None))
+    rows = await data.scoring_runs(ctx["pool"], _page_size(args.get("first"), "first"))
     _loaders(ctx).note("run", [row["id"] for row in rows])
     return rows
 
