@@ -12,6 +12,7 @@ Both run in one middleware; `ratelimit.rate_limit` and `auth.authenticate` are t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -26,6 +27,9 @@ from http_app.security import setup_cors, setup_security_headers
 from stream_app.settings import Settings
 
 __all__ = ["access_middlewares", "install_access_control", "setup_cors"]
+
+log = logging.getLogger("http_app.access")
+DEFAULT_SIWS_DOMAIN = "localhost:3007"
 
 
 def access_middlewares() -> list[Middleware]:
@@ -47,6 +51,10 @@ async def access_control(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def install_access_control(app: web.Application, settings: Settings) -> None:
+    if settings.production and settings.siws_domain == DEFAULT_SIWS_DOMAIN:
+        # Wallets show this domain to the user; left at the default, phishing protection means nothing.
+        log.warning("SIWS_DOMAIN is still %s in production; set it to the host users sign in at",
+                    DEFAULT_SIWS_DOMAIN)
     app[ACCESS_CONTROL] = AccessControl(settings)
     app[RATE_LIMITING] = RateLimiting(settings)
     setup_security_headers(app, settings)

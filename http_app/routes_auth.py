@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -93,11 +94,15 @@ def decode_signature(text: str) -> bytes:
         raise _bad_request("signature must be 64 bytes in base58 or base64") from None
 
 
-def _wrap(handler: Any) -> Any:
+AuthHandler = Callable[[web.Request, AccessControl], Awaitable[web.Response]]
+
+
+def _wrap(handler: AuthHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Refusals become their JSON answers; an unreachable Redis or PostgreSQL a 503, never a trace."""
+
     async def run(request: web.Request) -> web.Response:
         try:
-            response: web.Response = await handler(request, request.app[ACCESS_CONTROL])
-            return response
+            return await handler(request, request.app[ACCESS_CONTROL])
         except _Refused as refused:
             return refused.response
         except _BACKEND_ERRORS:
