@@ -11,6 +11,7 @@ local `{kid: secret}` map, and `kid` is used only as a dictionary key (RFC 8725 
 from __future__ import annotations
 
 import binascii
+import hashlib
 import json
 import os
 import secrets
@@ -72,9 +73,14 @@ class Keyring:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Keyring:
+        """JWT_SECRET signs; it and JWT_PREVIOUS_SECRETS verify. Each key's kid is derived from the key, so a
+        token names the secret that signed it and rotation needs no coordination."""
+        active = jwt_secret(settings)
+        keys = {key_id(old.encode()): old.encode() for old in settings.jwt_previous_secrets}
+        keys[key_id(active)] = active
         return cls(
-            keys={"k1": jwt_secret(settings)},
-            active_kid="k1",
+            keys=keys,
+            active_kid=key_id(active),
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             access_ttl=settings.jwt_expiry,
@@ -84,6 +90,11 @@ class Keyring:
 
 
 DEV_SECRET_FILE = "dev-jwt-secret"
+
+
+def key_id(secret: bytes) -> str:
+    """A short public name for a secret (8 bytes of a domain-separated SHA-256; reveals nothing usable)."""
+    return hashlib.sha256(b"sol-stake kid\x00" + secret).hexdigest()[:16]
 
 
 def jwt_secret(settings: Settings) -> bytes:

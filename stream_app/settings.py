@@ -161,6 +161,8 @@ class Settings:
     rate_window: float = _env("RATE_WINDOW", _positive_float, "rate-limit window, seconds")
     trusted_proxy_hops: int = _env("TRUSTED_PROXY_HOPS", _non_negative_int, "proxies in front of web")
     # Access control (tokens, Sign-In With Solana, rate-limit tiers)
+    jwt_previous_secrets: tuple[str, ...] = _env("JWT_PREVIOUS_SECRETS", _csv,
+                                                 "retired JWT secrets still accepted (rotation)", True)
     jwt_refresh_expiry: float = _env("JWT_REFRESH_EXPIRY", _positive_float, "refresh-token lifetime, seconds")
     jwt_leeway: float = _env("JWT_LEEWAY", _non_negative_float, "clock skew allowed on exp/iat, seconds")
     rate_limit_authenticated: int | None = _env("RATE_LIMIT_AUTHENTICATED", _positive_int,
@@ -239,6 +241,8 @@ class Settings:
             problems.append(f"DB_POOL_MIN={self.db_pool_min} is larger than DB_POOL_MAX={self.db_pool_max}")
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:
             problems.append("JWT_SECRET is shorter than 32 bytes (RFC 7518 §3.2); use e.g. `openssl rand -hex 32`")
+        if any(len(old.encode()) < 32 for old in self.jwt_previous_secrets):
+            problems.append("JWT_PREVIOUS_SECRETS holds a secret shorter than 32 bytes")
         if self.production:
             for name, value in (("DATABASE_URL", self.database_url), ("REDIS_URL", self.redis_url),
                                 ("JWT_SECRET", self.jwt_secret)):
@@ -307,6 +311,7 @@ _DEFAULTS: dict[str, Any] = {
     "rate_limit": 100,
     "rate_window": 900.0,
     "trusted_proxy_hops": 0,
+    "jwt_previous_secrets": (),
     "jwt_refresh_expiry": 30 * 24 * 3600.0,
     "jwt_leeway": 30.0,
     "rate_limit_authenticated": None,

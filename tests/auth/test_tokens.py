@@ -21,9 +21,11 @@ from http_app.tokens import (
     TokenError,
     issue_access_token,
     issue_refresh_token,
+    key_id,
     verify_access_token,
     verify_refresh_token,
 )
+from stream_app.settings import Settings, SettingsError
 from tests.auth.rsa_for_tests import RsaKey, b64url, compact
 
 SECRET = b"s" * 40
@@ -91,8 +93,8 @@ def test_every_token_gets_its_own_jti(role: str) -> None:
     assert first.jti != second.jti
 
 
-def test_default_lifetime_is_24_hours_from_settings(settings: object) -> None:
-    keyring = Keyring.from_settings(settings)  # type: ignore[arg-type]
+def test_default_lifetime_is_24_hours_from_settings(settings: Settings) -> None:
+    keyring = Keyring.from_settings(settings)
     token = issue_access_token(keyring, ADMIN)
     claims = verify_access_token(keyring, token).claims
     assert claims["exp"] - claims["iat"] == 24 * 3600
@@ -252,3 +254,19 @@ def test_short_secret_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         Keyring(keys={"k1": b"short"}, active_kid="k1", issuer="i", audience="a", access_ttl=1, refresh_ttl=1,
                 leeway=0)
+
+
+def test_secret_rotation_keeps_old_tokens_valid_until_the_old_secret_is_dropped() -> None:
+    old_secret, new_secret = "o" * 40, "n" * 40
+    before = Keyring.from_settings(Settings.from_env({"JWT_SECRET": old_secret}))
+    token = issue_access_token(before, ADMIN)
+    rotated = Keyring.from_settings(Settings.from_env({"JWT_SECRET": new_secret,
+                                                       "JWT_PREVIOUS_SECRETS": old_secret}))
+    assert verify_access_token(rotated, token).principal().is_admin
+    assert jwt.get_unverified_header(issue_access_token(rotated, ADMIN))["kid"] == key_id(new_secret.encode())
+    dropped = Keyring.from_settings(Settings.from_env({"JWT_SECRET": new_secret}))
+    with pytest.raises(TokenError) as caught:
+        verify_access_token(dropped, token)
+    assert caught.value.reason == "kid"
+    with pytest.raises(SettingsError):
+        Settings.from_env({"JWT_SECRET": new_secret, "JWT_PREVIOUS_SECRETS": "short"})
