@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -69,7 +70,7 @@ def create_app(settings: Settings, *, schema_name: str = "solstake") -> web.Appl
 async def _backing_services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_url is not None and settings.redis_url is not None
-    app[DB_POOL] = await create_pool(settings.database_url, settings)
+    app[DB_POOL] = await _database_pool(settings)
     # Short timeouts: a dead Redis must cost a request milliseconds, not seconds (the cache is bypassed).
     app[REDIS] = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     app[CACHE] = ResponseCache(app[REDIS], settings)
@@ -78,6 +79,17 @@ async def _backing_services(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[REDIS].aclose()
     await app[DB_POOL].close()
+
+
+async def _database_pool(settings: Settings) -> asyncpg.Pool:
+    """The pool; if PostgreSQL is down at start, a lazy one: the app serves (cache, errors with
+    SERVICE_UNAVAILABLE, /health says so) and connects by itself once the database is back."""
+    assert settings.database_url is not None
+    try:
+        return await create_pool(settings.database_url, settings)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.error("PostgreSQL unavailable at start (%s); serving degraded until it answers", exc)
+        return await create_pool(settings.database_url, settings, min_size=0)
 
 
 async def _live_updates(app: web.Application) -> AsyncIterator[None]:

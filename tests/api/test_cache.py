@@ -133,3 +133,15 @@ async def test_redis_down_still_answers_from_postgres(make_api: Any, seeded: See
         assert len(body["data"]["validators"]) == len(seeded.vote_accounts)
     status = await (await client.get("/cache/status")).json()
     assert status["status"] == "ok" and status["cache"]["hitRate"] is None
+
+
+async def test_postgres_down_answers_service_unavailable(make_api: Any) -> None:
+    client = await make_api(database_url="postgresql://postgres@127.0.0.1:1/nowhere")
+    resp = await client.post("/graphql", json={"query": "{ validators { id } }"})
+    assert resp.status == 200  # executed: the error has a path, data is null
+    body = orjson.loads(await resp.read())
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+    assert "nowhere" not in body["errors"][0]["message"]  # no connection details leak
+    assert resp.headers.get("X-Cache") == "MISS"  # an error is never stored
+    assert (await client.post("/graphql", json={"query": "{ validators { id } }"})).headers["X-Cache"] == "MISS"
