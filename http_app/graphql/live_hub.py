@@ -23,7 +23,7 @@ from stream_app import live
 log = logging.getLogger("http_app.live")
 
 QUEUE_SIZE = 1_000
-MEMO_SIZE = 256
+MEMO_SIZE = 16  # per-event rows (up to every validator): keep only the latest few events
 RETRY_SECONDS = 1.0
 
 
