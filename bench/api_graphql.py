@@ -36,6 +36,8 @@ from typing import Any
 
 import orjson
 
+from bench.report import emit
+
 ROOT = Path(__file__).resolve().parent.parent
 HOT = "{ validators { id validatorPubkey uptime commission latestTrustScore { score createdAt } } }"
 FULL = """query($f: ValidatorFilter) { validators(filter: $f) { id voteAccount name validatorPubkey commission uptime
@@ -360,6 +362,8 @@ async def run(args: argparse.Namespace) -> None:
                 ours, base = results["api cached" + variant], results["bare memory" + variant]
                 print(f"   {'plain' if not variant else 'gzip '}  api {ours:8.0f} req/s   bare {base:8.0f} req/s   "
                       f"ratio {ours / base:6.1%}   ({results['api cached' + variant + ' size'] / 1024:.0f} KB)")
+                emit(f"hot cached query{variant}, {args.concurrency} connections", ours, "req/s", baseline=base,
+                     baseline_label="bare aiohttp, same bytes", goal=">= 80%")
             print("   seed stack (Node/Apollo, architecture.md): ~600-800 req/s cached; target >= 5x = 3,000-4,000")
 
             n_page, n_full = (10, 3) if args.quick else (60, 10)
@@ -375,6 +379,8 @@ async def run(args: argparse.Namespace) -> None:
                   f"   full list, 11 fields, {args.validators} rows:     p50 {statistics.median(full):6.1f} ms   "
                   f"max {max(full):6.1f} ms   CPU {(cpu2 - cpu1) * 1000 / n_full:6.1f} ms   "
                   f"(n={n_full}; target <= 400 ms)")
+            emit("uncached validatorsConnection(first: 100) p50", statistics.median(page), "ms", goal="<= 25")
+            emit(f"uncached full list of {args.validators} p50", statistics.median(full), "ms", goal="<= 400")
 
             took, served_by = await warming(api_port, urls.redis_url, prefix, dsn)
             print(f"\n3. warming: run completed -> hot query shows new scores after {took * 1000:.0f} ms; "
@@ -384,6 +390,7 @@ async def run(args: argparse.Namespace) -> None:
             delays = await fanout(api_port, urls.redis_url, prefix, dsn, clients)
             print(f"\n4. fan-out to {clients} subscribed sockets: commit -> delivery p50 "
                   f"{statistics.median(delays) * 1000:.0f} ms, last {delays[-1] * 1000:.0f} ms (target < 1000 ms)")
+            emit(f"fan-out to {clients} sockets: commit -> last delivery", delays[-1] * 1000, "ms", goal="< 1000")
             if FAILURES:
                 print(f"\n   non-200 answers during throughput runs (not counted): {FAILURES}")
         finally:

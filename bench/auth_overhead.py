@@ -39,6 +39,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from bench.report import emit
+
 ROOT = Path(__file__).resolve().parent.parent
 LARGE_SOURCE = ROOT.parent / "shared" / "data" / "solana-mainnet" / "laine_getVoteAccounts_mainnet_e752_2025-03-07.json"
 LARGE_BYTES = 690 * 1024
@@ -327,6 +329,10 @@ def report(results: dict[tuple[str, str], dict[str, float]], concurrency: int, s
             print(f"  {size:<5} vs {baseline:<10}: throughput {100 * ours['rps'] / base['rps']:.0f}%, "
                   f"capacity (server CPU) {100 * base['cpu_us'] / ours['cpu_us']:.0f}%, "
                   f"p50 {ours['p50'] - base['p50']:+.3f} ms")
+            emit(f"rate limit + auth, {size} answer: throughput vs {baseline}", ours["rps"], "req/s",
+                 baseline=base["rps"], baseline_label=baseline, goal=">= 60%")
+        emit(f"rate limit + auth, {size} answer: added p50", ours["p50"] - results[("bare-redis", size)]["p50"],
+             "ms", goal="<= 1")
 
 
 def token_micro(token: str) -> None:

@@ -29,6 +29,7 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
+from bench.report import emit
 from migrations import migrate
 from stream_app.fetcher import request_fetch
 from stream_app.records import ValidatorRecord
@@ -195,6 +196,10 @@ async def latency(bench: Bench, validators: int, runs: int) -> None:
         print(f"  ratio p50 pipeline / floor: {_pct(measured, .5) / _pct(floors, .5):.1f}x")
         print(f"  client CPU per run, p50: worker {statistics.median(cpu):.2f} s (fetch + produce + score + "
               f"persist) vs floor {statistics.median(floor_cpu):.2f} s; load average {os.getloadavg()[0]:.1f}")
+        emit(f"{validators} validators: fetch end -> committed p50", _pct(measured, .5), "s",
+             baseline=_pct(floors, .5), baseline_label="raw XADD+XREAD+COPY", goal="<= 1")
+        emit(f"{validators} validators: fetch end -> committed p99", _pct(measured, .99), "s",
+             baseline=_pct(floors, .99), baseline_label="raw XADD+XREAD+COPY", goal="<= 2")
     finally:
         worker.stop()
         await pool.close()
@@ -226,6 +231,9 @@ async def throughput(bench: Bench, validators: int) -> None:
         print(f"  worker peak RSS (VmHWM, fetch included) {peak:.0f} MB   goal <= 400 MB")
         print(f"  worker CPU for the whole cycle (start-up and fetch included) {cpu:.1f} s; "
               f"load average {os.getloadavg()[0]:.1f}")
+        emit(f"{validators} validators: records/s, 1 worker", validators / pipeline_s, "rec/s",
+             baseline=validators / floor_s, baseline_label="raw XADD+XREAD+COPY")
+        emit(f"{validators} validators: worker peak RSS", peak, "MB", goal="<= 400")
     finally:
         worker.stop()
         await pool.close()

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from bench.report import emit
 from stream_app.records import ClusterContext, ValidatorRecord
 from stream_app.scoring import build_cluster_context, state_from_dict, state_to_dict, update
 from stream_app.scoring.state import ValidatorState
@@ -152,6 +153,8 @@ def main() -> None:
             f" {m['faust_rps']:>14,.0f} {m['event_rps']:>9,.0f}"
             f" {m['state_mean']:>12,.0f} {m['state_max']:>11,} {m['record_mean']:>9,.0f}"
         )
+        emit(f"{total:,} records: scoring update()+dict per CPU-s", m["faust_rps"], "rec/cpu-s",
+             baseline=m["decode_rps"], baseline_label="record decode alone")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench.report import emit
+
 BATCH = 100
 CONFIG_PROGRAM = "Config1111111111111111111111111111111111111"
 CONCURRENCY = 8
@@ -186,6 +188,10 @@ def bench(size: int, repeat: int) -> None:
     cpu = med(r["cpu_s"] for r in snap) / med(r["cpu_s"] for r in floor)
     print(f"snapshot / floor: wall {wall:.2f}x, client cpu {cpu:.2f}x (floor cpu includes the orjson pass); "
           f"records {snap[0]['validators']:,}, failures {snap[0]['failures']}")
+    emit(f"{size:,} vote accounts: first snapshot wall", med(r["seconds"] for r in snap), "s",
+         baseline=med(r["seconds"] for r in floor), baseline_label="download + json.loads")
+    emit(f"{size:,} vote accounts: steady-state snapshot wall", med(r["steady_s"] for r in snap), "s",
+         baseline=med(r["steady_s"] for r in floor), baseline_label="download + json.loads")
 
 
 def main() -> None:

@@ -72,5 +72,10 @@ async def register_topic(client: aioredis.Redis, topic: str, partitions: int) ->
 
 
 def row(name: str, value: float, unit: str, baseline: float | None = None, target: str = "") -> str:
+    if baseline:  # a figure with its baseline: also one BENCH line for `python -m bench`
+        from bench.report import emit
+
+        goal = target.removeprefix("target").replace(",", "").replace(unit, "").strip() or None
+        emit(name, value, unit, baseline=baseline, baseline_label="raw redis-py", goal=goal)
     ratio = f"{value / baseline:6.1%} of baseline" if baseline else ""
     return f"  {name:<44} {value:>12,.0f} {unit:<10} {ratio:<22} {target}"

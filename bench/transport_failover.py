@@ -86,6 +86,10 @@ async def main(quick: bool, session: float) -> None:
     for i, delay in enumerate(delays, 1):
         print(f"  {f'run {i}: kill -> first record of its partitions':<44} {delay:>12.2f} s   "
               f"target <= {session + 5:.0f} s")
+        from bench.report import emit
+
+        emit(f"failover run {i}: kill -> first record of its partitions", delay, "s", baseline=session,
+             baseline_label="session timeout", goal=f"<= {session + 5:.0f}")
 
 
 if __name__ == "__main__":
