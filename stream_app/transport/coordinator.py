@@ -249,10 +249,15 @@ class GroupCoordinator:
                      self.member_id, len(assignments))
 
     async def _await_assignment(self, epoch: int) -> bytes | None:
-        deadline = time.monotonic() + 2 * self.rebalance_timeout
+        start = time.monotonic()
+        takeover_at, deadline = start + 1.5 * self.rebalance_timeout, start + 3 * self.rebalance_timeout
+        took_over = False
         while time.monotonic() < deadline:
             if self._stopping:
                 raise asyncio.CancelledError()
+            if not took_over and time.monotonic() > takeover_at:
+                took_over = True
+                await self._take_over_if_leader_stuck(epoch)
             current_epoch, generation = await self.client.hmget(self.keys.state, ["epoch", "generation"])
             if int(generation or -1) == epoch:
                 blob = await self.client.hget(self.keys.assign(epoch), self.member_id)
@@ -264,8 +269,17 @@ class GroupCoordinator:
             if int(current_epoch or 0) != epoch or self._evicted:
                 return None
             await asyncio.sleep(POLL_INTERVAL)
-        log.warning("no assignment for epoch %d within %.1fs; rejoining", epoch, 2 * self.rebalance_timeout)
+        log.warning("no assignment for epoch %d within %.1fs; rejoining", epoch, 3 * self.rebalance_timeout)
         return None
+
+    async def _take_over_if_leader_stuck(self, epoch: int) -> None:
+        """A leader that is alive but never assigns must not stall the group: the smallest joined member
+        assigns instead (and the sync drops the stuck leader, which never joined)."""
+        joined = sorted(m.decode() for m in await self.client.hkeys(self.keys.join(epoch)))
+        if joined and joined[0] == self.member_id:
+            log.warning("no assignment for epoch %d after %.1fs; assigning it from member %s", epoch,
+                        1.5 * self.rebalance_timeout, self.member_id)
+            await self._lead(epoch, joined)
 
     def _apply(self, epoch: int, blob: bytes) -> None:
         assignment = ConsumerProtocolMemberAssignment.decode(blob)
