@@ -9,7 +9,8 @@ drives them from this process with a lean keep-alive HTTP/1.1 client (raw asynci
 Reports:
   1. the seed's hot query `validators { id validatorPubkey uptime commission latestTrustScore { score
      createdAt } }` served from the API's cache, plain and gzipped, beside the bare handler returning the
-     same bytes from memory (plain / gzipped) — req/s, and the ratio (target >= 80 %);
+     same bytes from memory (plain / gzipped) — req/s, and the ratio (target >= 80 %); plus our GraphQL
+     handler and cache alone (no middlewares), to show whose overhead is whose;
   2. uncached `validatorsConnection(first: 100)` with the score breakdown: p50/p95 ms (target p50 <= 25);
      the uncached full list (11 fields): p50 ms (target <= 400);
   3. cache warming: after a run completes, how long until the hot query is re-rendered, and whether the
@@ -72,6 +73,29 @@ def serve_bare(port: int, body_file: str) -> None:
 
     app = web.Application()
     app.router.add_post("/graphql", handler)
+    uvloop.install()
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def serve_handler_only(port: int) -> None:
+    """Our GraphQL handler and cache with no middleware at all: splits the API's overhead into ours and
+    that of the middlewares (access control, RED metrics) in front of it."""
+    import uvloop
+    from aiohttp import web
+
+    from http_app.app import _backing_services, _live_updates
+    from http_app.graphql.engine import create_executor
+    from http_app.graphql.routes import setup_graphql
+    from http_app.keys import EXECUTOR, SETTINGS
+    from stream_app.settings import Settings
+
+    app = web.Application()
+    app[SETTINGS] = Settings.from_env()
+    app[EXECUTOR] = create_executor("bench")
+    app.cleanup_ctx.append(_backing_services)
+    app.cleanup_ctx.append(_live_updates)
+    setup_graphql(app)
+    app.router.add_get("/healthz", lambda request: web.json_response({"status": "ok"}))  # type: ignore[arg-type,return-value]
     uvloop.install()
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
@@ -323,7 +347,7 @@ async def run(args: argparse.Namespace) -> None:
     rounds = 1 if args.quick else 2
     async with services(settings) as urls, database(urls.database_url, args.validators) as dsn:
         prefix = f"bench{uuid.uuid4().hex[:8]}"
-        api_port, bare_port = free_port(), free_port()
+        api_port, bare_port, handler_port = free_port(), free_port(), free_port()
         env = {**os.environ, "DATABASE_URL": dsn, "REDIS_URL": urls.redis_url, "REDIS_PREFIX": prefix,
                "PORT": str(api_port), "HOST": "127.0.0.1", "RATE_LIMIT": "1000000000", "LOG_LEVEL": "warning",
                "JWT_SECRET": "bench-secret-" + "x" * 40, "SIMULATOR_FALLBACK": "false"}
@@ -332,7 +356,7 @@ async def run(args: argparse.Namespace) -> None:
                                "from stream_app.settings import load_or_exit; asyncio.run(serve(load_or_exit()))"], env)
         else:
             api = start(["-m", "http_app"], env)
-        bare = None
+        bare = handler_only = None
         body_file = ROOT / "bench" / "out" / f"api_hot_{prefix}.json"
         try:
             await wait_http(api_port)
@@ -344,7 +368,10 @@ async def run(args: argparse.Namespace) -> None:
             body_file.parent.mkdir(parents=True, exist_ok=True)
             body_file.write_bytes(hot_body)
             bare = start(["-m", "bench.api_graphql", "--serve-bare", str(bare_port), str(body_file)], env)
+            handler_only = start(["-m", "bench.api_graphql", "--serve-handler-only", str(handler_port)],
+                                 {**env, "PORT": str(handler_port)})
             await wait_http(bare_port, "/graphql")
+            await wait_http(handler_port)
 
             print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
             print(f"validators: {args.validators}   hot answer: {len(hot_body) / 1024:.0f} KB   "
@@ -353,17 +380,23 @@ async def run(args: argparse.Namespace) -> None:
             results: dict[str, float] = {}
             for _ in range(rounds):  # interleaved so drift from other load hits all variants alike
                 for name, port, gz in (("api cached", api_port, False), ("bare memory", bare_port, False),
-                                       ("api cached gzip", api_port, True), ("bare memory gzip", bare_port, True)):
+                                       ("handler only", handler_port, False),
+                                       ("api cached gzip", api_port, True), ("bare memory gzip", bare_port, True),
+                                       ("handler only gzip", handler_port, True)):
                     rate, size = await throughput(port, http_request(port, {"query": HOT}, gz), args.concurrency,
                                                   seconds)
                     results[name] = max(results.get(name, 0.0), rate)
                     results[name + " size"] = size
             for variant in ("", " gzip"):
                 ours, base = results["api cached" + variant], results["bare memory" + variant]
-                print(f"   {'plain' if not variant else 'gzip '}  api {ours:8.0f} req/s   bare {base:8.0f} req/s   "
-                      f"ratio {ours / base:6.1%}   ({results['api cached' + variant + ' size'] / 1024:.0f} KB)")
+                alone = results["handler only" + variant]
+                print(f"   {'plain' if not variant else 'gzip '}  api {ours:7.0f} req/s   bare {base:7.0f} req/s   "
+                      f"ratio {ours / base:6.1%}   | GraphQL handler+cache without middlewares {alone:7.0f} req/s "
+                      f"({alone / base:6.1%})   ({results['api cached' + variant + ' size'] / 1024:.0f} KB)")
                 emit(f"hot cached query{variant}, {args.concurrency} connections", ours, "req/s", baseline=base,
                      baseline_label="bare aiohttp, same bytes", goal=">= 80%")
+                emit(f"hot cached query{variant}, GraphQL handler+cache only (no middlewares)", alone, "req/s",
+                     baseline=base, baseline_label="bare aiohttp, same bytes", goal=">= 80%")
             print("   seed stack (Node/Apollo, architecture.md): ~600-800 req/s cached; target >= 5x = 3,000-4,000")
 
             n_page, n_full = (10, 3) if args.quick else (60, 10)
@@ -394,7 +427,7 @@ async def run(args: argparse.Namespace) -> None:
             if FAILURES:
                 print(f"\n   non-200 answers during throughput runs (not counted): {FAILURES}")
         finally:
-            for proc in (api, bare):
+            for proc in (api, bare, handler_only):
                 if proc is not None:
                     proc.terminate()
                     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -410,7 +443,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--asyncio-loop", action="store_true", help="run the API on the stdlib loop, not uvloop")
     parser.add_argument("--serve-bare", nargs=2, metavar=("PORT", "BODY_FILE"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve-handler-only", metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_handler_only:
+        serve_handler_only(int(args.serve_handler_only))
+        return
     if args.serve_bare:
         serve_bare(int(args.serve_bare[0]), args.serve_bare[1])
         return
