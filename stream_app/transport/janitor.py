@@ -56,23 +56,25 @@ class JanitorStats:
 
 
 async def compact_partition(client: aioredis.Redis, keys: KeySpace, tp: TP, keep_tail: int) -> int:
-    """XDEL superseded changelog entries below `highwater - keep_tail`; returns how many were deleted."""
+    """XDEL superseded changelog entries below `highwater - keep_tail`; returns how many were deleted.
+
+    A superseded entry is never a partition's last one, so Recovery's `highwater - 1` always exists."""
     stream = keys.stream(tp.topic, tp.partition)
     highwater = int(await client.get(keys.counter(tp.topic, tp.partition)) or 0)
-    watermark = highwater - max(keep_tail, 1)  # the last entry always survives
+    watermark = highwater - keep_tail  # entries at or above it are never deleted
     if watermark <= 0:
         return 0
     seen: list[tuple[bytes, bytes | None]] = []
     start: Any = "-"
-    while True:
-        chunk: Any = await client.xrange(stream, start, f"{watermark - 1}-1", count=SCAN_CHUNK)
+    while True:  # scan everything, so entries superseded inside the tail count too
+        chunk: Any = await client.xrange(stream, start, "+", count=SCAN_CHUNK)
         if not chunk:
             break
         seen.extend((entry_id, fields.get(b"k")) for entry_id, fields in chunk)
         if len(chunk) < SCAN_CHUNK:
             break
         start = b"(" + chunk[-1][0]
-    doomed = superseded_ids(seen)
+    doomed = [entry_id for entry_id in superseded_ids(seen) if int(entry_id.partition(b"-")[0]) < watermark]
     for i in range(0, len(doomed), SCAN_CHUNK):
         await client.xdel(stream, *doomed[i:i + SCAN_CHUNK])
     return len(doomed)
