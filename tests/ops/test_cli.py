@@ -16,6 +16,8 @@ from stream_app.schedule import fetch_interval, schedule_key
 from stream_app.settings import Settings
 from tests.ops.conftest import promtool_check, samples, seed_business, value
 
+pytestmark = pytest.mark.timeout(90)  # a hang fails this test instead of stalling the suite
+
 
 @pytest.fixture
 def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:

@@ -23,6 +23,8 @@ from stream_app.settings import Settings
 from stream_app.sources.simulator.server import SimulatorHandle, start_simulator
 from tests.ops.conftest import MakeClient, free_port
 
+pytestmark = pytest.mark.timeout(90)  # a hang fails this test instead of stalling the suite
+
 DEAD_RPC = "http://127.0.0.1:9/"  # discard port: connection refused
 
 

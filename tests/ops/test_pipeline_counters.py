@@ -14,6 +14,8 @@ from stream_app.settings import Settings
 from stream_app.sources.simulator.server import SimulatorHandle
 from tests.ops.conftest import samples, value
 
+pytestmark = pytest.mark.timeout(90)  # a hang fails this test instead of stalling the suite
+
 
 def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return samples(generate_latest(REGISTRY).decode())

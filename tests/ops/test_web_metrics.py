@@ -15,6 +15,8 @@ from http_app.app import create_app
 from stream_app.settings import Settings
 from tests.ops.conftest import MakeClient, promtool_check, samples, seed_business, value
 
+pytestmark = pytest.mark.timeout(90)  # a hang fails this test instead of stalling the suite
+
 
 async def scrape(client: TestClient, **headers: str) -> str:
     resp = await client.get("/metrics", headers=headers)
