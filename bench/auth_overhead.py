@@ -359,6 +359,7 @@ async def main_async(args: argparse.Namespace) -> None:
     import redis.asyncio as aioredis
 
     from http_app.tokens import Identity, Keyring, issue_access_token
+    from stream_app.settings import Settings
     from tests.auth.conftest import free_port
 
     redis_url, stop_redis = redis_for_bench(args.redis_url)
@@ -369,8 +370,7 @@ async def main_async(args: argparse.Namespace) -> None:
     redis = aioredis.from_url(redis_url)
     try:
         await wait_for(port, server)
-        keyring = Keyring(keys={"k1": SECRET.encode()}, active_kid="k1", issuer="sol-stake",
-                          audience="sol-stake-api", access_ttl=3600, refresh_ttl=3600, leeway=30)
+        keyring = Keyring.from_settings(Settings.from_env({"JWT_SECRET": SECRET}))  # as the server derives it
         token = issue_access_token(keyring, Identity(user_id="1", role="user"))
         results = await measure(args, port, token, server.pid, redis)
         if args.only:
