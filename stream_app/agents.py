@@ -47,6 +47,7 @@ PERSIST_BATCH = 2000
 PERSIST_WITHIN = 0.25  # seconds: a partial batch is written after this long
 SHUTDOWN_GRACE = 20.0  # seconds an in-flight write may take once the worker is asked to stop
 RETRY_CAP = 5.0
+PRODUCE_WINDOW = 2000  # records queued on the producer before waiting for Redis to take them
 # Labelled children resolved once: `.labels()` per record costs more than the increment.
 _SCORED_OK = metrics.RECORDS_SCORED.labels("ok")
 _SCORED_FAILED = metrics.RECORDS_SCORED.labels("failed")
@@ -100,8 +101,10 @@ class Pipeline:
         header_bytes = encode_header(header, context)
         for partition in range(self.settings.stream_partitions):
             await self.send(self.stream.records, None, header_bytes, partition)
-        for record in records:
+        for index, record in enumerate(records, start=1):
             await self.send(self.stream.records, record.vote_pubkey.encode(), encode_record(record))
+            if index % PRODUCE_WINDOW == 0:
+                await self.stream.app.producer.flush()  # backpressure: bounded encoded records in memory
         await self.stream.app.producer.flush()
         metrics.RECORDS_PRODUCED.inc(len(records))
 

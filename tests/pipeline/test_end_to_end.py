@@ -146,7 +146,7 @@ async def test_runs_are_scored_exactly_once_across_worker_kills(
         codes = [p.stop(timeout=30) for p in workers.values()]
         assert codes == [0, 0], "\n".join(p.tail() for p in workers.values())
         status = await stream_status(redis_client, prefix)
-        assert status.lag == 0, status
+        assert status.lag == 0 and status.members == 0, status  # committed, and left the group
     finally:
         for proc in workers.values():
             if proc.popen.poll() is None:
