@@ -188,14 +188,14 @@ async def _health(args: argparse.Namespace, settings: Settings, database_url: st
 
     from stream_app.checks import bounded, check_postgres_dsn, check_redis, check_solana, run_checks
     from stream_app.rpc_fallback import read_fallback
+    from stream_app.streamstats import read_snapshot as read_streams  # imported now: not inside a timed check
 
     limit = max(settings.health_timeout, 2.0)  # a CLI can afford a little more than a load balancer
     redis = aioredis.from_url(redis_url, socket_timeout=limit, socket_connect_timeout=limit)
 
-    async def workers() -> dict[str, Any]:
-        from stream_app.streamstats import read_snapshot as read_streams
+    prefix = _stream_prefix(settings, redis_url)
 
-        prefix = _stream_prefix(settings, redis_url)
+    async def workers() -> dict[str, Any]:
         if prefix is None:
             return {"members": None, "note": "Kafka broker: use its tools"}
         snap = await read_streams(redis, prefix)
@@ -316,10 +316,13 @@ def _print_streams(snap: Any) -> None:
     print(f"streams under {snap.prefix}:*  ({_when(snap.taken_at)})")
     if not snap.partitions:
         print("  no topics yet (no worker has started, or nothing was produced)")
-    for topic, parts in snap.topics().items():
+    topics = snap.topics()
+    width = max((len(t) for t in topics), default=0)
+    for topic, parts in topics.items():
         retained = sum(p.retained for p in parts)
         produced = sum(p.highwater for p in parts)
-        print(f"  {topic}: {len(parts)} partition(s), {retained:,} retained, {produced:,} produced")
+        print(f"  {topic + ':':<{width + 1}} {len(parts)} partition(s), {retained:>9,} retained, "
+              f"{produced:>9,} produced")
     for group in snap.groups:
         live = [m for m in group.members if m.expires_in > 0]
         print(f"  group {group.group}: generation {group.generation}, epoch {group.epoch}, "
@@ -327,12 +330,17 @@ def _print_streams(snap: Any) -> None:
         for member in group.members:
             state = f"heartbeat expires in {member.expires_in:.1f}s" if member.expires_in > 0 else "EXPIRED"
             print(f"    member {member.member_id}  {state}")
+        width = max((len(f"{gp.topic}[{gp.partition}]") for gp in group.partitions), default=0)
         for gp in group.partitions:
+            name = f"{gp.topic}[{gp.partition}]"
+            owner = gp.owner or "-"
+            if gp.lag is None:  # changelogs and Faust's leader topic: read to rebuild state, never committed
+                print(f"    {name:<{width}}  (internal: not committed)  owner {owner}")
+                continue
             last = _when(gp.last_commit_record_ms / 1000) if gp.last_commit_record_ms else "-"
             committed = "never" if gp.committed is None else f"{gp.committed:,}"
-            lag = "-" if gp.lag is None else f"{gp.lag:,}"
-            print(f"    {gp.topic}[{gp.partition}]  committed {committed:>9}  lag {lag:>7}  "
-                  f"last committed record {last}  owner {gp.owner or '-'}")
+            print(f"    {name:<{width}}  committed {committed:>9}  lag {gp.lag:>7,}  "
+                  f"last committed record {last}  owner {owner}")
 
 
 # ------------------------------------------------------------------------------------------------- score
