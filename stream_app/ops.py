@@ -436,9 +436,9 @@ async def _withdraw(redis: Any, prefix: str, run_id: str) -> bool:
 # ---------------------------------------------------------------------------------------------- schedule
 
 def configure_schedule(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("show", "set", "clear"),
+    parser.add_argument("action", choices=("show", "set", "clear", "list", "setup"),
                         help="show the interval in force; set a profile's (or --every) interval; clear = "
-                             "back to the settings")
+                             "back to the settings (the seed's `list` and `setup` are accepted for show and set)")
     parser.add_argument("profile", nargs="?", choices=("development", "production"),
                         help="with set: development (every 30 s) or production (every 6 h)")
     parser.add_argument("--every", type=float, metavar="SECONDS", help="with set: a custom interval")
@@ -446,6 +446,7 @@ def configure_schedule(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
+    args.action = {"list": "show", "setup": "set"}.get(args.action, args.action)  # queue:scheduler's words
     if args.action == "set" and args.profile is None and args.every is None:
         print("solstake schedule set: give a profile (development or production) or --every SECONDS",
               file=sys.stderr)

@@ -103,6 +103,11 @@ async def test_schedule_set_production_changes_the_running_fetchers_interval(
     assert await fetch_interval(redis_client, settings) == 120.0
     assert await run("schedule", "set") == 2
 
+    assert await run("schedule", "setup", "development") == 0  # the seed's `queue:scheduler setup <profile>`
+    assert await fetch_interval(redis_client, settings) == 30.0
+    assert await run("schedule", "list") == 0
+    assert "development, a run every 30s (set by" in capsys.readouterr().out
+
     assert await run("schedule", "clear") == 0
     assert await redis_client.exists(schedule_key(settings.redis_prefix)) == 0
     assert await fetch_interval(redis_client, settings) == 30.0
