@@ -133,9 +133,16 @@ async def _summary(args: argparse.Namespace, settings: Settings, database_url: s
         fallback = await read_fallback(redis, settings.redis_prefix)
         prefix = _stream_prefix(settings, redis_url)
         streams = await read_streams(redis, prefix) if prefix else None
+        memory = await redis.info("memory")
+        # The response cache's shared counters (http_app/cache.py: ResponseCache.stats_key).
+        raw_cache = await redis.hgetall(f"{settings.redis_prefix}:gqlstats")
+        cache = {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw_cache.items()}
     finally:
         await conn.close()
         await redis.aclose()
+    hits, misses = cache.get("hits", 0), cache.get("misses", 0)
+    hit_rate = hits / (hits + misses) if hits + misses else None
+    redis_facts = {"used_memory": memory.get("used_memory_human"), "maxmemory_policy": memory.get("maxmemory_policy")}
     lag = {g.group: g.total_lag for g in streams.groups} if streams else {}
     if args.json:
         _json({
@@ -145,6 +152,7 @@ async def _summary(args: argparse.Namespace, settings: Settings, database_url: s
             "score_buckets": [{"le": b, "count": n} for b, n in snap.score_buckets],
             "latest_run": snap.latest_run, "recent_runs": runs, "schedule": schedule.to_dict(),
             "simulator_fallback": fallback, "stream_lag": lag,
+            "cache": {"hits": hits, "misses": misses, "hit_rate": hit_rate}, "redis": redis_facts,
         })
         return 0
     print(f"sol-stake summary, {_when(time.time())}")
@@ -165,6 +173,8 @@ async def _summary(args: argparse.Namespace, settings: Settings, database_url: s
         print(f"  RPC               SIMULATOR fallback at {fallback.get('url')} ({fallback.get('reason')})")
     if lag:
         print("  stream lag        " + ", ".join(f"{g} {n:,} records" for g, n in lag.items()))
+    print(f"  response cache    hit rate {_pct(hit_rate)} ({hits:,} hits, {misses:,} misses)")
+    print(f"  redis             {redis_facts['used_memory']} used, maxmemory-policy {redis_facts['maxmemory_policy']}")
     print("  trust scores")
     previous = 0
     lower = 0.0

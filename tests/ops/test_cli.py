@@ -45,6 +45,7 @@ async def test_metrics_summary_shows_the_seeds_business_numbers(
     assert "coverage 83.3%" in out
     assert "since the last completed run" in out
     assert "development: every 30s (settings)" in out
+    assert "response cache    hit rate n/a" in out and "maxmemory-policy" in out
 
     assert await run("metrics", "summary", "--json") == 0
     data = orjson.loads(capsys.readouterr().out)
@@ -54,6 +55,7 @@ async def test_metrics_summary_shows_the_seeds_business_numbers(
     assert [b["count"] for b in data["score_buckets"]] == [1, 2, 2, 2, 2, 3, 3, 3, 3, 5]
     assert data["runs_by_status"] == {"running": 0, "completed": 2, "partial": 1, "failed": 1}
     assert 35 <= data["freshness_seconds"] <= 600
+    assert data["cache"] == {"hits": 0, "misses": 0, "hit_rate": None}
 
 
 async def test_metrics_prometheus_prints_a_valid_exposition(
