@@ -212,7 +212,9 @@ async def graphql_http(request: web.Request) -> web.StreamResponse:
     cache = app[CACHE]
     principal: Principal = request.get("principal", ANONYMOUS)
     variables_key = canonical_variables(variables)
-    local_key: LocalKey = (principal.scope, query, operation_name, variables_key)
+    # Public data is the same for every caller: signed-in readers share (and warm) the public entry.
+    scope = "public" if analyze(query).public else principal.scope
+    local_key: LocalKey = (scope, query, operation_name, variables_key)
 
     entry = cache.get_local(local_key)
     if entry is not None:
@@ -227,7 +229,7 @@ async def graphql_http(request: web.Request) -> web.StreamResponse:
     cacheable = operation == "query" and analyze(query).cacheable
     redis_key = ""
     if cacheable:
-        redis_key = cache.redis_key(principal.scope, operation_name, analyze(query).normalized, variables_key)
+        redis_key = cache.redis_key(scope, operation_name, analyze(query).normalized, variables_key)
         entry = await cache.get_shared(local_key, redis_key)
         if entry is not None:
             GRAPHQL_SECONDS.labels("redis").observe(time.perf_counter() - started)
@@ -271,7 +273,7 @@ async def _render(request: web.Request, media: str, principal: Principal, query:
         return respond(request, media, body, None, 400 if media == GRAPHQL_RESPONSE else 200)
     if cacheable and not errors:
         warm = None
-        if principal.scope == "public":
+        if local_key[0] == "public":
             warm = WarmSpec(query, operation_name, variables, analyze(query).normalized, local_key)
         stored: Entry | None = await cache.put(local_key, redis_key, body, generation, warm)
         if stored is not None:

@@ -42,6 +42,9 @@ MAX_BATCH = 1  # JSON array batching is refused
 SCHEMA_VERSION = hashlib.sha256(SDL_PATH.read_bytes()).hexdigest()[:10]
 # Answers that must never be shared: live counters, or data of one user (scopes are per role, not user).
 UNCACHEABLE_ROOTS = frozenset({"cacheStatus", "systemStats", "myStakeAccounts"})
+# Roots whose answers never depend on the caller: every caller shares one cache entry for them.
+PUBLIC_ROOTS = frozenset({"validators", "validatorsConnection", "validator", "recommendedValidators",
+                          "commissionEvents", "__typename"})
 _SUGGESTION = re.compile(r"\s*Did you mean .*\?$")
 
 
@@ -61,6 +64,7 @@ class Analysis:
     problem: Problem | None = None
     suggestions_stripped: tuple[str, ...] = ()
     cacheable: bool = True  # no root field in UNCACHEABLE_ROOTS, no introspection
+    public: bool = False  # only PUBLIC_ROOTS: the answer is the same for every caller
 
     def operation_type(self, name: str | None) -> str | None:
         if name is None and len(self.operations) == 1:
@@ -108,7 +112,9 @@ def analyze(query: str) -> Analysis:
         if problem:
             return Analysis(operations, problem=Problem(QUERY_TOO_COMPLEX, (problem,)))
     cacheable = not introspection and not (roots_seen & UNCACHEABLE_ROOTS)
-    return Analysis(operations, normalized=print_ast(document), introspection=introspection, cacheable=cacheable)
+    public = cacheable and roots_seen <= PUBLIC_ROOTS and set(operations.values()) == {"query"}
+    return Analysis(operations, normalized=print_ast(document), introspection=introspection, cacheable=cacheable,
+                    public=public)
 
 
 class _Walk:

@@ -45,12 +45,24 @@ async def test_miss_then_local_hit_and_redis_key(api: TestClient, seeded: Seeded
 
 async def test_scope_isolation(api: TestClient, api_settings: Settings, seeded: Seeded,
                                redis_client: aioredis.Redis, redis_prefix: str) -> None:
-    await post(api, HOT)
-    state, _ = await post(api, HOT, bearer(api_settings, "admin"))
-    assert state == "MISS"  # an admin never reads the public entry, and vice versa
+    runs = "{ scoringRuns { id status } }"
+    assert (await post(api, runs, bearer(api_settings, "viewer")))[0] == "MISS"
+    state, _ = await post(api, runs, bearer(api_settings, "admin"))
+    assert state == "MISS"  # an admin never reads a viewer's entry, and vice versa
+    assert (await post(api, runs, bearer(api_settings, "viewer")))[0] == "HIT-LOCAL"
+    _, refused = await post(api, runs)
+    assert refused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"  # anonymous gets nothing cached
     keys = await cache_keys(redis_client, redis_prefix)
-    scopes = sorted(k.split(":")[4] for k in keys)
-    assert len(keys) == 2 and scopes == ["public", "role"]  # "role:admin:<permissions>" follows
+    scopes = sorted(k.split(":")[5] for k in keys)  # <prefix>:gql:v<schema>:<version>:role:<name>:...
+    assert len(keys) == 2 and scopes == ["admin", "viewer"]
+
+
+async def test_public_answers_shared_by_every_caller(api: TestClient, api_settings: Settings, seeded: Seeded,
+                                                     redis_client: aioredis.Redis, redis_prefix: str) -> None:
+    assert (await post(api, HOT))[0] == "MISS"
+    assert (await post(api, HOT, bearer(api_settings, "admin")))[0] == "HIT-LOCAL"
+    keys = await cache_keys(redis_client, redis_prefix)
+    assert len(keys) == 1 and ":public:" in keys[0]
 
 
 async def test_errors_mutations_and_live_counters_never_cached(api: TestClient, api_settings: Settings,
