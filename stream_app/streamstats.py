@@ -73,6 +73,8 @@ class StreamSnapshot:
     taken_at: float
     partitions: tuple[PartitionStats, ...]
     groups: tuple[GroupStats, ...] = field(default=())
+    memory_used: int | None = None  # Redis used_memory, bytes (streams live in RAM)
+    memory_max: int | None = None  # Redis maxmemory, bytes (0 = no limit)
 
     def topics(self) -> dict[str, list[PartitionStats]]:
         out: dict[str, list[PartitionStats]] = {}
@@ -106,7 +108,9 @@ async def read_snapshot(redis: aioredis.Redis, prefix: str) -> StreamSnapshot:
             pipe.get(keys.counter(topic, partition))
             pipe.xlen(keys.stream(topic, partition))
         pipe.time()
+        pipe.info("memory")
         results = await pipe.execute()
+    memory = results.pop()
     server_now_ms = int(results[-1][0]) * 1000 + int(results[-1][1]) // 1000
     partitions = tuple(
         PartitionStats(topic, partition, int(results[2 * i] or 0), int(results[2 * i + 1] or 0))
@@ -114,7 +118,12 @@ async def read_snapshot(redis: aioredis.Redis, prefix: str) -> StreamSnapshot:
     )
     highwaters = {(p.topic, p.partition): p.highwater for p in partitions}
     groups = [await _read_group(redis, keys, gid, highwaters, server_now_ms) for gid in await _group_ids(redis, keys)]
-    return StreamSnapshot(prefix, time.time(), partitions, tuple(groups))
+    return StreamSnapshot(prefix, time.time(), partitions, tuple(groups), _int(memory.get("used_memory")),
+                          _int(memory.get("maxmemory")))
+
+
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, int | str | bytes) and str(value).isdigit() else None
 
 
 async def _read_group(redis: aioredis.Redis, keys: KeySpace, group_id: str,
@@ -220,6 +229,16 @@ class StreamCollector(Collector):
                     continue
                 lag.add_metric([g.group, gp.topic, str(gp.partition)], gp.lag)
         yield from (backlog, highwater, lag, members, generation)
+        if snap.memory_used is not None:
+            used = GaugeMetricFamily("solstake_redis_memory_used_bytes",
+                                     "Memory Redis uses (streams, changelogs, caches all live in RAM).")
+            used.add_metric([], snap.memory_used)
+            yield used
+        if snap.memory_max is not None:
+            limit = GaugeMetricFamily("solstake_redis_memory_max_bytes",
+                                      "Redis maxmemory setting in bytes (0 = unlimited).")
+            limit.add_metric([], snap.memory_max)
+            yield limit
         yield _age(snap.taken_at)
 
 

@@ -188,6 +188,7 @@ async def test_a_run_moves_the_worker_counters_by_one_run(
     lags = {labels: v for (name, labels), v in final.items() if name == "solstake_stream_lag_records"}
     assert lags and all(v == 0 for v in lags.values()), lags
     assert value(final, "solstake_stream_highwater_offset", topic="validator-records", partition="0") > 0
+    assert value(final, "solstake_redis_memory_used_bytes") > 0
 
     # Production-format logs: JSON lines carrying the seed's context keys.
     lines = [orjson.loads(line) for line in worker.log_path.read_bytes().splitlines() if line.startswith(b"{")]
