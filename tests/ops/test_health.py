@@ -149,7 +149,8 @@ async def _sleep(seconds: float) -> None:
 async def test_health_goes_red_when_redis_stops_and_green_when_it_is_back(
     make_client: MakeClient, ops_settings: Settings, own_redis: EmbeddedRedis
 ) -> None:
-    client = await make_client(create_app_like(ops_settings.with_overrides(redis_url=own_redis.url)))
+    url = own_redis.url
+    client = await make_client(create_app_like(ops_settings.with_overrides(redis_url=url)))
     await wait_for(client, "/health", 200)
     own_redis.stop()
     status, body, elapsed = await get(client, "/health")
@@ -159,7 +160,7 @@ async def test_health_goes_red_when_redis_stops_and_green_when_it_is_back(
     assert (await get(client, "/health/redis"))[0] == 503
     assert (await get(client, "/readyz"))[0] == 503
     assert (await get(client, "/healthz"))[0] == 200  # the process itself is alive
-    own_redis.start()
+    assert own_redis.start() == url, "Redis came back on another port"
     await wait_for(client, "/health", 200)
     await wait_for(client, "/readyz", 200)
 
