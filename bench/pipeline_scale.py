@@ -38,7 +38,8 @@ async def one(bench: Bench, sim: SimulatorHandle, validators: int, workers: int,
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     redis = aioredis.from_url(bench.redis_url)
     try:
-        await bench.wait_completed(pool, None, 3600)  # warm-up: first timer run, group settling
+        warm = await bench.wait_completed(pool, None, 3600)  # warm-up: first timer run, group settling
+        warm_s = (warm["completed_at"] - warm["fetched_at"]).total_seconds()
         cpu_before = [w.cpu_seconds() for w in procs]
         asked = time.time()
         run_id = await request_fetch(redis, prefix, trigger="cli", actor="bench")
@@ -51,6 +52,8 @@ async def one(bench: Bench, sim: SimulatorHandle, validators: int, workers: int,
         print(f"\n{validators} validators, {workers} worker(s):")
         print(f"  records/s fetch end -> committed {rate:10.0f}  ({pipeline_s:.1f} s; floor {floor_s:.1f} s)")
         print(f"  end-to-end (request -> completed, fetch included) {end_to_end:.1f} s")
+        print(f"  (warm-up run, first observation of every validator: {validators / warm_s:.0f} records/s, "
+              f"{warm_s:.1f} s)")
         print(f"  worker peak RSS MB {', '.join(f'{p:.0f}' for p in peaks)}; "
               f"worker CPU s {', '.join(f'{c:.1f}' for c in cpu)}")
         emit(f"{validators // 1000}k validators, {workers} worker(s): records/s", rate, "rec/s",
