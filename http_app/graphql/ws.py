@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 import orjson
 from aiohttp import WSMsgType, web
 
@@ -63,8 +65,9 @@ async def graphql_ws(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def resolve_principal(app: web.Application, payload: Any) -> Principal:
-    """The caller named by `connection_init.payload`; ANONYMOUS when it carries no token."""
+async def resolve_principal(app: web.Application, payload: Any) -> tuple[Principal, float | None]:
+    """The caller named by `connection_init.payload` and when its token expires (unix seconds);
+    ANONYMOUS (never expiring) when the payload carries no token."""
     token = None
     if isinstance(payload, dict):
         for key in ("Authorization", "authorization", "authToken", "token"):
@@ -76,16 +79,18 @@ async def resolve_principal(app: web.Application, payload: Any) -> Principal:
             value = payload["headers"].get("Authorization") or payload["headers"].get("authorization")
             token = value.strip() if isinstance(value, str) else None
     if not token:
-        return ANONYMOUS
+        return ANONYMOUS, None
     if token.lower().startswith("bearer "):
         token = token[7:].strip()
     hook = _token_hook()
     if hook is None:
-        return ANONYMOUS  # access control not installed yet: tokens grant nothing
+        return ANONYMOUS, None  # access control not installed yet: tokens grant nothing
     principal = await hook(app, token)
     if not isinstance(principal, Principal):
         raise PermissionError("token rejected")
-    return principal
+    # The hook has verified the token; here we only read when it stops being valid.
+    exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    return principal, float(exp) if isinstance(exp, int | float) else None
 
 
 def _token_hook() -> Callable[[web.Application, str], Awaitable[Principal]] | None:
@@ -110,6 +115,7 @@ class Connection:
         self.init_received = False
         self.operations: dict[str, asyncio.Task[None]] = {}
         self._send_lock = asyncio.Lock()
+        self._expiry: asyncio.Task[None] | None = None
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.ws.closed:
@@ -153,9 +159,15 @@ class Connection:
         finally:
             watchdog.cancel()
             keepalive.cancel()
+            if self._expiry is not None:
+                self._expiry.cancel()
             for task in self.operations.values():
                 task.cancel()
             await asyncio.gather(watchdog, keepalive, *self.operations.values(), return_exceptions=True)
+
+    async def _close_at(self, expires_at: float) -> None:
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        await self.close(4401, "Unauthorized: token expired")
 
     async def _init_watchdog(self) -> None:
         await asyncio.sleep(self.options.init_timeout)
@@ -174,10 +186,12 @@ class Connection:
             return False
         self.init_received = True
         try:
-            self.principal = await resolve_principal(self.app, payload)
+            self.principal, expires_at = await resolve_principal(self.app, payload)
         except Exception:
             await self.close(4403, "Forbidden")
             return False
+        if expires_at is not None:  # a long-lived socket must not outlive the token that opened it
+            self._expiry = asyncio.create_task(self._close_at(expires_at))
         self.acknowledged = True
         await self.send({"type": "connection_ack"})
         return True

@@ -231,3 +231,19 @@ async def test_identical_subscriptions_share_one_stream(api: TestClient, seeded:
         change = (await ws.receive_json(timeout=5))["payload"]["data"]["trustScoresUpdated"]
         assert change["snapshot"] is False and change["version"] == entry
         await ws.close()
+
+
+async def test_socket_closes_when_its_token_expires(api: TestClient, api_settings: Any) -> None:
+    import time
+
+    from http_app.tokens import Identity, Keyring, issue_access_token
+
+    keyring = Keyring.from_settings(api_settings)
+    soon = issue_access_token(keyring, Identity(user_id="5", role="viewer"),
+                              now=time.time() - keyring.access_ttl + 1.5)  # expires in about 1.5 s
+    async with api.ws_connect("/graphql", protocols=["graphql-transport-ws"]) as ws:
+        await init(ws, {"Authorization": f"Bearer {soon}"})
+        msg = await ws.receive(timeout=6)
+        while msg.type == aiohttp.WSMsgType.TEXT:  # pings, if any
+            msg = await ws.receive(timeout=6)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4401
