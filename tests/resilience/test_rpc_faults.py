@@ -37,8 +37,9 @@ async def test_rpc_faults_make_failed_runs_with_reasons_and_never_a_wrong_score(
         if fault:
             sim.faults.add(**fault)  # type: ignore[arg-type]
         run_id = await request_fetch(redis_client, prefix, trigger="cli", actor="faults")
-        row = await wait_for(lambda: finished_run(db_pool, run_id), f"run under {fault or 'no fault'}", 60, [worker])
-        return row  # type: ignore[no-any-return]
+        row: asyncpg.Record = await wait_for(lambda: finished_run(db_pool, run_id), f"run under {fault or 'no fault'}",
+                                             60, [worker])
+        return row
 
     try:
         first = await wait_for(lambda: finished_run(db_pool, None), "the first (timer) run", 90, [worker])
