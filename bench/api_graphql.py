@@ -350,7 +350,8 @@ async def run(args: argparse.Namespace) -> None:
         api_port, bare_port, handler_port = free_port(), free_port(), free_port()
         env = {**os.environ, "DATABASE_URL": dsn, "REDIS_URL": urls.redis_url, "REDIS_PREFIX": prefix,
                "PORT": str(api_port), "HOST": "127.0.0.1", "RATE_LIMIT": "1000000000", "LOG_LEVEL": "warning",
-               "JWT_SECRET": "bench-secret-" + "x" * 40, "SIMULATOR_FALLBACK": "false"}
+               "JWT_SECRET": "bench-secret-" + "x" * 40, "SIMULATOR_FALLBACK": "false",
+               "WS_MAX_SOCKETS_PER_CLIENT": str(args.clients + 100)}  # every bench socket comes from 127.0.0.1
         if args.asyncio_loop:  # the stdlib loop instead of uvloop (to compare, or to sidestep a uvloop issue)
             api = start(["-c", "import asyncio; from http_app.__main__ import serve; "
                                "from stream_app.settings import load_or_exit; asyncio.run(serve(load_or_exit()))"], env)

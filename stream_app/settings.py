@@ -176,6 +176,8 @@ class Settings:
     siws_nonce_ttl: float = _env("SIWS_NONCE_TTL", _positive_float, "seconds a sign-in challenge stays valid")
     cors_origins: tuple[str, ...] = _env("CORS_ORIGINS", _csv, "allowed CORS origins, comma separated")
     graphiql: bool | None = _env("GRAPHIQL", _bool, "serve GraphiQL (default: on in development)")
+    ws_max_sockets_per_client: int = _env("WS_MAX_SOCKETS_PER_CLIENT", _positive_int,
+                                          "open GraphQL WebSockets per client IP")
     # Observability
     metrics_token: str | None = _env("METRICS_TOKEN", _text, "bearer token /metrics requires (unset = open)", True)
     health_timeout: float = _env("HEALTH_TIMEOUT", _positive_float, "seconds each /health dependency check may take")
@@ -323,6 +325,7 @@ _DEFAULTS: dict[str, Any] = {
     "siws_nonce_ttl": 300.0,
     "cors_origins": (),
     "graphiql": None,
+    "ws_max_sockets_per_client": 100,
     "metrics_token": None,
     "health_timeout": 1.0,
 }

@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from http_app.graphql.http import graphql_http
-from http_app.graphql.ws import graphql_ws, is_websocket
+from http_app.graphql.ws import OPEN_SOCKETS, graphql_ws, is_websocket
 from http_app.keys import SETTINGS
 from http_app.principal import ANONYMOUS
 
@@ -56,5 +56,6 @@ async def graphql_get(request: web.Request) -> web.StreamResponse:
 
 
 def setup_graphql(app: web.Application) -> None:
+    app[OPEN_SOCKETS] = {}
     app.router.add_get("/graphql", graphql_get, allow_head=False)
     app.router.add_post("/graphql", graphql_http)

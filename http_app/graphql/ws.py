@@ -22,6 +22,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from http_app.cache import canonical_variables
+from http_app.client_ip import client_ip
 from http_app.graphql.errors import INTERNAL, error_body
 from http_app.graphql.fanout import SHARED
 from http_app.graphql.http import RequestError, context_for, execute
@@ -42,9 +43,11 @@ class WsOptions:
     init_timeout: float = 10.0
     heartbeat: float = 20.0  # under the 30 s that proxies (and Heroku's 55 s) tolerate
     max_subscriptions: int = 10
+    max_sockets_per_client: int | None = None  # per client IP; None: Settings.ws_max_sockets_per_client
 
 
 WS_OPTIONS: web.AppKey[WsOptions] = web.AppKey("ws_options", WsOptions)
+OPEN_SOCKETS: web.AppKey[dict[str, int]] = web.AppKey("ws_open_sockets", dict)  # client IP -> open sockets
 
 
 def is_websocket(request: web.Request) -> bool:
@@ -56,13 +59,25 @@ async def graphql_ws(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(protocols=PROTOCOLS, heartbeat=options.heartbeat, max_msg_size=MAX_BODY_BYTES)
     if not ws.can_prepare(request).ok:
         raise web.HTTPBadRequest(text="expected a WebSocket upgrade")
-    await ws.prepare(request)
-    if ws.ws_protocol not in PROTOCOLS:
-        await ws.close(code=4406, message=b"Subprotocol not acceptable")
+    open_sockets = request.app[OPEN_SOCKETS]
+    client = client_ip(request.remote, request.headers.getall("X-Forwarded-For", ()),
+                       request.app[SETTINGS].trusted_proxy_hops)
+    cap = options.max_sockets_per_client or request.app[SETTINGS].ws_max_sockets_per_client
+    if open_sockets.get(client, 0) >= cap:
+        raise web.HTTPTooManyRequests(text=f"at most {cap} open sockets per client")
+    open_sockets[client] = open_sockets.get(client, 0) + 1
+    try:
+        await ws.prepare(request)
+        if ws.ws_protocol not in PROTOCOLS:
+            await ws.close(code=4406, message=b"Subprotocol not acceptable")
+            return ws
+        WS_CONNECTIONS.labels(ws.ws_protocol).inc()
+        await Connection(request, ws, options).run()
         return ws
-    WS_CONNECTIONS.labels(ws.ws_protocol).inc()
-    await Connection(request, ws, options).run()
-    return ws
+    finally:
+        open_sockets[client] -= 1
+        if not open_sockets[client]:
+            del open_sockets[client]
 
 
 async def resolve_principal(app: web.Application, payload: Any) -> tuple[Principal, float | None]:

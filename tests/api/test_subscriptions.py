@@ -247,3 +247,18 @@ async def test_socket_closes_when_its_token_expires(api: TestClient, api_setting
         while msg.type == aiohttp.WSMsgType.TEXT:  # pings, if any
             msg = await ws.receive(timeout=6)
         assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4401
+
+
+async def test_open_sockets_capped_per_client(make_api: Any) -> None:
+    client: TestClient = await make_api(ws_options=WsOptions(max_sockets_per_client=2))
+    first = await client.ws_connect("/graphql", protocols=["graphql-transport-ws"])
+    second = await client.ws_connect("/graphql", protocols=["graphql-transport-ws"])
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/graphql", protocols=["graphql-transport-ws"])
+    assert refused.value.status == 429
+    await first.close()
+    await asyncio.sleep(0.1)
+    third = await client.ws_connect("/graphql", protocols=["graphql-transport-ws"])  # a slot was freed
+    await init(third)
+    for ws in (second, third):
+        await ws.close()
