@@ -170,3 +170,19 @@ async def test_websocket_sessions_are_gauged_while_open(web: TestClient) -> None
             break
         await asyncio.sleep(0.05)
     assert value(after, "solstake_ws_connections_active") == value(before, "solstake_ws_connections_active")
+
+
+async def test_no_token_reaches_the_logs(web: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    from stream_app.logs import JsonFormatter
+
+    caplog.set_level(logging.DEBUG)
+    secret = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhdHRhY2tlciJ9.c2lnbmF0dXJlc2lnbmF0dXJl"
+    for path in ("/graphql", "/health", "/metrics", "/no/such/path"):
+        await web.get(path, headers={"Authorization": f"Bearer {secret}", "X-Request-Id": "tok-test"})
+    await web.post("/graphql", json={"query": "{ __typename }"}, headers={"Authorization": f"Bearer {secret}"})
+    formatter = JsonFormatter()
+    text = "\n".join(formatter.format(r) for r in caplog.records)
+    assert caplog.records, "nothing was logged at debug"
+    assert secret not in text and secret.split(".")[2] not in text
+    raw = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+    assert secret.split(".")[2] not in raw  # not even before the formatter's masking
