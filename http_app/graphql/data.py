@@ -68,6 +68,19 @@ def _dicts(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
+def _score(row: asyncpg.Record) -> dict[str, Any]:
+    """A trust-score row with its breakdown shaped for GraphQL once, here, instead of per field."""
+    score = dict(row)
+    score["components"] = [c for c in (score.pop("_components") or ())
+                           if isinstance(c, dict) and c.get("name") is not None]
+    score["penalties"] = [
+        {"kind": p.get("kind"), "reason": p.get("reason"), "factor": p.get("factor"),
+         "sinceEpoch": p.get("since_epoch"), "expiresEpoch": p.get("expires_epoch")}
+        for p in (score.pop("_penalties") or ()) if isinstance(p, dict) and p.get("kind") is not None
+    ]
+    return score
+
+
 @dataclass(frozen=True)
 class ValidatorQuery:
     """A validated filter + order, rendered to SQL with positional parameters."""
@@ -163,10 +176,15 @@ async def validators(pool: asyncpg.Pool, query: ValidatorQuery, limit: int | Non
     where = query.where(params)
     if after is not None:
         where += " AND " + query.after(after, params)
-    sql = f"SELECT {VALIDATOR_COLUMNS} FROM validators v WHERE {where} ORDER BY {query.order_by()}"
-    if limit is not None:
+    if limit is None:
+        sql = f"SELECT {VALIDATOR_COLUMNS} FROM validators v WHERE {where} ORDER BY {query.order_by()}"
+    else:
+        # Pick the page's ids first, then format only those rows (PostgreSQL would otherwise compute
+        # every column, timestamps included, for every row before sorting).
         params.append(limit)
-        sql += f" LIMIT ${len(params)}"
+        sql = (f"SELECT {VALIDATOR_COLUMNS} FROM (SELECT v.id FROM validators v WHERE {where}"
+               f" ORDER BY {query.order_by()} LIMIT ${len(params)}) page JOIN validators v ON v.id = page.id"
+               f" ORDER BY {query.order_by()}")
     return _dicts(await pool.fetch(sql, *params))
 
 
@@ -205,7 +223,7 @@ async def latest_scores(pool: asyncpg.Pool, pks: list[int]) -> dict[int, dict[st
                                 ORDER BY s.created_at DESC, s.id DESC LIMIT 1) t""",
         pks,
     )
-    return {row["_validator_pk"]: dict(row) for row in rows}
+    return {row["_validator_pk"]: _score(row) for row in rows}
 
 
 async def score_history(pool: asyncpg.Pool, pks: list[int], last: int | None) -> dict[int, list[dict[str, Any]]]:
@@ -224,7 +242,7 @@ async def score_history(pool: asyncpg.Pool, pks: list[int], last: int | None) ->
         )
     out: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
-        out.setdefault(row["_validator_pk"], []).append(dict(row))
+        out.setdefault(row["_validator_pk"], []).append(_score(row))
     return out
 
 
@@ -236,7 +254,7 @@ async def scores_of_runs(pool: asyncpg.Pool, run_ids: list[str]) -> dict[str, li
     )
     out: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        out.setdefault(row["scoringRunId"], []).append(dict(row))
+        out.setdefault(row["scoringRunId"], []).append(_score(row))
     return out
 
 

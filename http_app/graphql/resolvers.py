@@ -219,19 +219,6 @@ async def user_stake_accounts(parent: dict[str, Any], args: Args, ctx: Ctx, info
     return await _load(ctx, loader, parent["_pk"], "validator_ref", "_validator_pk")
 
 
-async def score_components(parent: dict[str, Any], args: Args, ctx: Ctx, info: Any) -> list[dict[str, Any]]:
-    return [c for c in (parent.get("_components") or []) if isinstance(c, dict) and c.get("name") is not None]
-
-
-async def score_penalties(parent: dict[str, Any], args: Args, ctx: Ctx, info: Any) -> list[dict[str, Any]]:
-    return [
-        {"kind": p.get("kind"), "reason": p.get("reason"), "factor": p.get("factor"),
-         "sinceEpoch": p.get("since_epoch"), "expiresEpoch": p.get("expires_epoch")}
-        for p in (parent.get("_penalties") or [])
-        if isinstance(p, dict) and p.get("kind") is not None
-    ]
-
-
 RESOLVERS: dict[str, Callable[..., Awaitable[Any]]] = {
     "Query.validators": q_validators,
     "Query.validatorsConnection": q_validators_connection,
@@ -251,8 +238,6 @@ RESOLVERS: dict[str, Callable[..., Awaitable[Any]]] = {
     "Validator.trustScores": validator_trust_scores,
     "Validator.commissionEvents": validator_commission_events,
     "TrustScore.validator": validator_ref,
-    "TrustScore.components": score_components,
-    "TrustScore.penalties": score_penalties,
     "CommissionEvent.validator": validator_ref,
     "StakeAccount.validator": validator_ref,
     "CommissionChange.validator": validator_ref,
