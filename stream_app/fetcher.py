@@ -20,7 +20,7 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
-from stream_app import live, metrics
+from stream_app import live
 from stream_app.contexts import store_context
 from stream_app.records import ClusterContext, RunHeader, ValidatorRecord
 from stream_app.rpc_fallback import read_fallback
@@ -36,6 +36,14 @@ log = logging.getLogger(__name__)
 Produce = Callable[[RunHeader, ClusterContext, Sequence[ValidatorRecord]], Awaitable[None]]
 SWEEP_EVERY = 5.0  # seconds between overdue-run sweeps
 TRIGGERS = ("timer", "cli", "admin")
+
+
+def _metrics() -> Any:
+    """The worker's metrics, imported on first use: `request_fetch` is also imported by the CLI and may be
+    by the web tier, whose /metrics must not grow the worker's series."""
+    from stream_app import metrics
+
+    return metrics
 
 
 def requests_key(prefix: str) -> str:
@@ -123,7 +131,7 @@ class Fetcher:
     async def sweep(self) -> list[RunProgress]:
         async with self.pool.acquire() as conn:
             closed = await close_overdue_runs(conn, self.settings.run_timeout)
-        metrics.observe_runs(closed)
+        _metrics().observe_runs(closed)
         for progress in closed:
             log.warning("run %s closed as %s after RUN_TIMEOUT (%d ok, %d failed of %d)", progress.run_id,
                         progress.status, progress.success_count, progress.fail_count, progress.validator_count,
@@ -153,7 +161,7 @@ class Fetcher:
         try:
             snap = await self.snapshot(run_id)
         except Exception as exc:  # any failure of the fetch is recorded, whatever raised it
-            metrics.observe_rpc_failure(exc)
+            _metrics().observe_rpc_failure(exc)
             return await self._fail(run_id, f"fetch failed: {type(exc).__name__}: {exc}", trigger, actor, started)
         fetched = time.time()
         if not snap.records:
@@ -194,7 +202,7 @@ class Fetcher:
         async with self.pool.acquire() as conn:
             progress = await fail_run(conn, run_id, reason, trigger=trigger, source=",".join(self.rpc_urls),
                                       started_at=started, actor=actor or "system:pipeline")
-        metrics.observe_runs([progress])
+        _metrics().observe_runs([progress])
         await self._announce(progress.live_event())
         return CycleOutcome(run_id, "failed", expected, reason, time.time() - started)
 
