@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from stream_app import metrics, runlog
+from stream_app import metrics, poison, runlog
 from stream_app.app import StreamApp
 from stream_app.contexts import ContextCache
 from stream_app.db import create_pool
@@ -190,6 +190,7 @@ class Pipeline:
 
     async def persist_until_done(self, events: list[ScoreEvent]) -> PersistResult:
         delay = 0.2
+        refused = 0  # refusals in a row of this batch's data (not outages): see stream_app/poison.py
         while True:
             try:
                 res = await self.resources()
@@ -206,8 +207,14 @@ class Pipeline:
                 metrics.PERSIST_RETRIES.inc()
                 log.error("writing %d scores failed (%s: %s); retrying in %.1f s", len(events),
                           type(exc).__name__, exc, delay)
+                refused = refused + 1 if poison.is_refusal(exc) else 0
+                if refused >= poison.POISON_TRIES:
+                    return await poison.isolate(self.persist_until_done, self.dead_letter, events, exc)
                 await asyncio.sleep(delay)
                 delay = min(RETRY_CAP, delay * 2)
+
+    async def dead_letter(self, event: ScoreEvent) -> None:
+        await self.send(self.stream.dead_letters, event.vote_pubkey.encode(), encode_score(event))
 
     async def announce(self, result: PersistResult) -> None:
         try:
