@@ -4,6 +4,7 @@ what the database kept. Processes come from tests/pipeline/processes.py (logs ke
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -25,6 +26,9 @@ def worker_env(settings: Settings, database_url: str, redis_url: str, rpc_url: s
 
 
 def start_worker(name: str, env: dict[str, str], log_dir: Path) -> Proc:
+    """A `python -m stream_app.worker`; its metrics on env's WORKER_METRICS_PORT, else on a free port."""
+    if "WORKER_METRICS_PORT" in env:
+        return Proc(name, [sys.executable, "-m", "stream_app.worker"], env, log_dir)
     return processes.worker(name, env, log_dir)
 
 
