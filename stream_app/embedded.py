@@ -194,6 +194,8 @@ def _ping(port: int) -> bool:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
+        # As Redis binds (SO_REUSEADDR): a port left in TIME_WAIT by a crashed server is free to take again.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
