@@ -73,6 +73,12 @@ BAD_MESSAGES = Counter(
     "Stream messages that could not be decoded, by topic (logged, and dead-lettered when unidentifiable).",
     ["topic"],
 )
+DEAD_LETTERS = Counter(
+    "solstake_dead_letters",
+    "Messages moved to the dead-letters topic, by the topic they came from (a score PostgreSQL keeps "
+    "refusing, or a record nobody can identify).",
+    ["topic"],
+)
 EVENT_SECONDS = Histogram(
     "solstake_stream_processing_seconds",
     "Time from a stream event entering an agent to the agent acknowledging it, by topic.",

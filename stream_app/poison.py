@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 import asyncpg
-from prometheus_client import Counter
 
+from stream_app import metrics
 from stream_app.records import ScoreEvent
 from stream_app.scoring_step import failed_event
 from stream_app.sinks.postgres import PersistResult
@@ -31,11 +31,7 @@ POISON_TRIES = 3
 # waited out as before: an outage must never dead-letter good scores.
 REFUSAL_CLASSES = ("22", "23", "54", "P0")
 
-DEAD_LETTERS = Counter(
-    "solstake_dead_letters",
-    "Messages moved to the dead-letters topic, by the topic they came from.",
-    ["topic"],
-)
+DEAD_LETTERS = metrics.DEAD_LETTERS  # defined with the worker's other metrics
 
 Persist = Callable[[list[ScoreEvent]], Awaitable[PersistResult]]
 DeadLetter = Callable[[ScoreEvent], Awaitable[None]]
