@@ -7,6 +7,7 @@ import asyncio
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -85,5 +86,9 @@ async def test_solstake_run_reaches_a_completed_run_and_stops_everything(tmp_pat
         assert not _port_open(web_port) and not _port_open(redis_port)
         assert not (tmp_path / "data" / "pg" / "postmaster.pid").exists()
     finally:
-        if run.popen.poll() is None:
-            run.kill()
+        if run.popen.poll() is None:  # a failed assertion above: still stop the children and servers cleanly
+            run.signal(signal.SIGINT)
+            try:
+                run.popen.wait(90)
+            except subprocess.TimeoutExpired:
+                run.kill()
