@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from faust.transport import consumer as base
 from faust.types import TP, ConsumerMessage
 from faust.types.transports import ConsumerT
-from mode import Seconds
+from mode import Seconds, ServiceT
 
 from .coordinator import GroupCoordinator
+from .eager import start_eagerly
 from .janitor import Janitor
 from .keys import parse_tp_field, tp_field
 from .producer import CONNECTION_ERRORS, decode_headers
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from .transport import Transport
 
 log = logging.getLogger(__name__)
+
+#: XREAD BLOCK bound (ms) while some assigned partitions are paused by stream-buffer backpressure.
+PAUSED_BLOCK_MS = 20
 
 
 class RedisRecord:
@@ -67,6 +71,7 @@ class Consumer(base.Consumer):
         self._client_only_topics: set[str] = set()
         self._backoff = 0.0
         self.offset_resets = 0
+        self._buffer_drained = asyncio.Event()
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -270,6 +275,11 @@ class Consumer(base.Consumer):
         by_key = {keys.stream(tp.topic, tp.partition).encode(): tp for tp in tps}
         streams: Any = {keys.stream(tp.topic, tp.partition): f"{requested[tp]}-0" for tp in tps}
         block = max(1, min(int(timeout * 1000), options.block_ms))
+        if self._buffered_partitions:
+            # Partitions paused because their stream buffer is full resume from `on_buffer_drop`, which a
+            # blocked XREAD cannot notice: while any are paused, poll the others (often only empty ones such
+            # as the assignor's leader topic) briefly instead of stalling the paused ones for `block_ms`.
+            block = min(block, PAUSED_BLOCK_MS)
         reply: Any = await self.transport.client.xread(streams, count=options.fetch_count, block=block)
         records: dict[TP, list[RedisRecord]] = {}
         if not reply:
@@ -287,6 +297,107 @@ class Consumer(base.Consumer):
             if last + 1 > self._highwaters.get(tp, 0):
                 self._highwaters[tp] = last + 1
         return records
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        super().on_buffer_drop(tp)
+        self._buffer_drained.set()
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Mapping[TP, list[Any]] | None, set[TP] | None]:  # noqa: ASYNC109
+        """Faust's `Consumer._wait_next_records`, except for the wait when every partition is paused.
+
+        Upstream sleeps a full second when no partition is active, i.e. when every stream buffer went over
+        its high-pressure mark (`on_buffer_full`): the agents drain their queue in far less, and the
+        fetcher then sits idle. Here that wait ends as soon as a buffer drops below its low mark
+        (`on_buffer_drop` re-activates its partition), still after at most one second, or at stop.
+        """
+        if not self.flow_active:
+            await self.wait(self.can_resume_flow)  # type: ignore[arg-type]
+        try:
+            self.not_waiting_next_records.set()
+            active_partitions: set[TP] | None
+            active_partitions = None if self.app.client_only else self._get_active_partitions()
+            records: Mapping[TP, list[Any]] = {}
+            if active_partitions is None or active_partitions:
+                records = await self._getmany(active_partitions=active_partitions, timeout=timeout)
+            else:
+                self._buffer_drained.clear()
+                await self.wait_first(self._buffer_drained.wait(), timeout=1.0)
+            return records, active_partitions
+        finally:
+            self.not_waiting_next_records.set()
+
+    async def _drain_messages(self, fetcher: ServiceT) -> None:
+        """Faust's `Consumer._drain_messages` (faust-streaming 0.15.3), with the callback started eagerly.
+
+        Upstream awaits `self.wait_first(callback(message), self.suspend_flow.wait())` for every message:
+        four new tasks (callback, suspend_flow, stopped, crashed) per record. Here the callback's first
+        step runs inline (`start_eagerly`); only if it suspends (flow control, producer buffer full, a
+        full stream queue) is the rest made a task and awaited with the very same `wait_first`, so a
+        rebalance (`suspend_flow`), a stop or a crash still cancels a waiting callback. Upstream's
+        tasks also always run the callback's first step, even when `suspend_flow` is already set, so
+        starting it inline changes no outcome. Everything else is upstream's loop unchanged: the stop
+        checks, the `FETCHING` diag flag, a `sleep(0)` per getmany and per 100 messages, messages below
+        `_read_offset` dropped, gaps recorded with `_add_gap` for topics with acks, a commit once
+        `_n_acked >= commit_every`, `_read_offset` set after the callback, and the same handling of
+        `consumer_stopped_errors`, cancellation and errors.
+        """
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = cast(Any, fetcher)._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        suspend_flow_wait = self.suspend_flow.wait
+        wait_first = self.wait_first
+        sleep = asyncio.sleep
+        yield_every = 100
+        num_since_yield = 0
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(base.CONSUMER_FETCHING)
+                ait = getmany(timeout=1.0)
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                                await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                            waiting = start_eagerly(callback(message))
+                            if waiting is not None:
+                                await wait_first(waiting, suspend_flow_wait())
+                            set_read_offset(tp, offset)
+                        else:
+                            self.log.dev("DROPPED MESSAGE ROFF %r: k=%r v=%r", offset, message.key, message.value)
+                    unset_flag(base.CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(base.CONSUMER_FETCHING)
 
     def _to_message(self, tp: TP, record: Any) -> ConsumerMessage:
         rec = cast(RedisRecord, record)
