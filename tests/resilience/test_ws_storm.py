@@ -140,3 +140,26 @@ async def test_subscribers_get_every_update_or_a_fresh_snapshot_through_reconnec
     finally:
         await steady.close()
         await server.close()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (http_app/metrics.py red_middleware): aiohttp cancels the WebSocket "
+                   "handler when the client closes; CancelledError skips `status = response.status`, so every "
+                   "WebSocket session is counted as a 500 in solstake_http_requests_total and logged at WARNING")
+async def test_a_websocket_session_the_client_closes_is_not_counted_as_a_server_error(settings: Settings) -> None:
+    from http_app.metrics import RED
+
+    server = TestServer(create_app(settings.with_overrides(rate_limit=1_000_000)), host="127.0.0.1")
+    await server.start_server()
+    try:
+        before = sum(n for (_m, route, status), n in RED.requests.items() if route == "/graphql" and status >= 500)
+        url = str(server.make_url("/graphql")).replace("http", "ws", 1)
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(url, protocols=["graphql-transport-ws"])
+            await ws.send_json({"type": "connection_init", "payload": {}})
+            assert (await ws.receive_json(timeout=10))["type"] == "connection_ack"
+            await ws.close()
+        await asyncio.sleep(0.3)
+        after = sum(n for (_m, route, status), n in RED.requests.items() if route == "/graphql" and status >= 500)
+        assert after == before
+    finally:
+        await server.close()
