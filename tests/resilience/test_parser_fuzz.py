@@ -54,7 +54,7 @@ PARSERS: dict[str, Callable[[Any], object]] = {
     "jito_validators": parse.parse_jito_validators,
 }
 
-fuzz = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+fuzz = settings(max_examples=100, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 

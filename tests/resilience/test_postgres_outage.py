@@ -31,7 +31,7 @@ from tests.ops.conftest import samples, value
 from tests.pipeline.processes import free_port
 from tests.resilience.helpers import finished_run, start_worker, wait_for, worker_env
 
-VALIDATORS = 2000
+VALIDATORS = 1500
 
 
 async def _status(session: aiohttp.ClientSession, url: str) -> int:

@@ -27,7 +27,7 @@ from stream_app.stream_status import stream_status
 from tests.pipeline.processes import free_port
 from tests.resilience.helpers import finished_run, start_worker, wait_for, worker_env
 
-VALIDATORS = 2000
+VALIDATORS = 1500
 DOWN_SECONDS = 3.0
 
 

@@ -101,6 +101,12 @@ async def test_a_run_replayed_twice_leaves_every_table_identical(
     known = _facts(r.events_before)
     for events in r.events_after:
         assert _facts(events) <= known, sorted(_facts(events) - known)[:3]
+    # What the issue asks beyond that: no duplicate subscription events at all. Checked last, so the
+    # assertions above still fail the test if they break; while the bug stands the test reports xfail.
+    if r.events_after != [[], []]:
+        pytest.xfail(f"BUG (agents.py persist_scores -> sinks/postgres.py announce): every committed batch is "
+                     f"announced, replays included; the replays announced {[len(e) for e in r.events_after]} "
+                     f"duplicate events (the upsert cannot tell a rewrite of identical rows from a change)")
 
 
 def _facts(events: list[dict[str, object]]) -> set[tuple[str, ...]]:
@@ -111,18 +117,6 @@ def _facts(events: list[dict[str, object]]) -> set[tuple[str, ...]]:
         else:
             out.add(tuple(f"{k}={e[k]}" for k in sorted(e)))
     return out
-
-
-@pytest.mark.xfail(strict=True, reason="BUG (agents.py persist_scores -> sinks/postgres.py announce): every "
-                   "committed batch is announced, replays included, so each replay sends subscribers a 'scores' "
-                   "event again (the upsert cannot tell a rewrite of identical rows from a change)")
-@pytest.mark.timeout(150)
-async def test_a_replay_sends_subscribers_no_duplicate_events(
-    settings: Settings, database_url: str, redis_url: str, redis_client: aioredis.Redis, db_pool: asyncpg.Pool,
-    tmp_path: Path,
-) -> None:
-    r = await replay_twice(settings, database_url, redis_url, redis_client, db_pool, tmp_path, runs=1)
-    assert r.events_after == [[], []]
 
 
 @pytest.mark.xfail(strict=False, reason="BUG (scoring_step/update on a replayed record): records of an older run "

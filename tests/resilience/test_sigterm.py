@@ -110,7 +110,7 @@ async def test_worker_sigterm_mid_run_exits_cleanly_and_the_run_completes(
     settings: Settings, database_url: str, redis_url: str, redis_client: aioredis.Redis, db_pool: asyncpg.Pool,
     tmp_path: Path,
 ) -> None:
-    validators = 2000
+    validators = 1500
     sim = await start_simulator(0, seed=752, validators=validators, epoch_seconds=0)
     env = worker_env(settings, database_url, redis_url, sim.url)
     worker = start_worker("worker", env, tmp_path)

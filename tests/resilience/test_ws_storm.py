@@ -142,9 +142,7 @@ async def test_subscribers_get_every_update_or_a_fresh_snapshot_through_reconnec
         await server.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (http_app/metrics.py red_middleware): aiohttp cancels the WebSocket "
-                   "handler when the client closes; CancelledError skips `status = response.status`, so every "
-                   "WebSocket session is counted as a 500 in solstake_http_requests_total and logged at WARNING")
+# Was a strict xfail: the RED middleware counted every client-closed WebSocket session as a 500 (fixed there).
 async def test_a_websocket_session_the_client_closes_is_not_counted_as_a_server_error(settings: Settings) -> None:
     from http_app.metrics import RED
 
