@@ -12,6 +12,7 @@ The middleware also puts the request id on every log line written while a reques
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hmac
 import logging
@@ -120,6 +121,11 @@ async def red_middleware(request: web.Request, handler: Any) -> web.StreamRespon
         return response
     except web.HTTPException as exc:
         status = exc.status
+        raise
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler when the client goes away (a closed WebSocket, an abandoned request):
+        # not a server error. 101 = the WebSocket session that was open; 499 = "client closed request".
+        status = 101 if websocket else 499
         raise
     finally:
         elapsed = time.perf_counter() - started

@@ -170,6 +170,9 @@ async def test_websocket_sessions_are_gauged_while_open(web: TestClient) -> None
             break
         await asyncio.sleep(0.05)
     assert value(after, "solstake_ws_connections_active") == value(before, "solstake_ws_connections_active")
+    for code, n in (("101", 1), ("500", 0)):  # a session the client closed is not a server error
+        assert (value(after, "solstake_http_requests_total", method="GET", route="/graphql", code=code)
+                - value(before, "solstake_http_requests_total", method="GET", route="/graphql", code=code)) == n
 
 
 async def test_no_token_reaches_the_logs(web: TestClient, caplog: pytest.LogCaptureFixture) -> None:
