@@ -25,6 +25,7 @@ from stream_app import metrics, poison, runlog
 from stream_app.app import StreamApp
 from stream_app.contexts import ContextCache
 from stream_app.db import create_pool
+from stream_app.fetch_process import ProcessFetcher
 from stream_app.fetcher import Fetcher
 from stream_app.messages import (
     HeaderMessage,
@@ -111,7 +112,9 @@ class Pipeline:
     async def fetcher(self) -> Fetcher:
         if self._fetcher is None:
             res = await self.resources()
-            self._fetcher = Fetcher(self.settings, res.pool, res.redis, self.produce)
+            # Each cycle in a short-lived child process: the snapshot's memory never lands in the worker.
+            self._fetcher = ProcessFetcher(self.settings, res.pool, res.redis, database_url=self.database_url,
+                                           redis_url=self.redis_url)
         return self._fetcher
 
     def fetch_tick_soon(self) -> None:
