@@ -85,6 +85,7 @@ class Producer(base.Producer):
         self._queue: deque[Outgoing] = deque()
         self._queued = asyncio.Event()
         self._last: asyncio.Future | None = None
+        self._flush_waiters = 0
         self._round_robin: dict[str, itertools.count] = {}
         self.retries = 0
 
@@ -138,11 +139,40 @@ class Producer(base.Producer):
         return await future
 
     async def flush(self) -> None:
-        """Barrier: wait until every record queued before this call was written (or failed)."""
-        await self.buffer.flush()
+        """Barrier: wait until every record queued before this call was written (or failed).
+
+        That includes the records waiting in Faust's `ProducerBuffer` (table changelog writes): upstream's
+        `buffer.flush()` waits until that buffer is *empty*, which while agents keep updating tables is a
+        moving target (a commit measured at ~4 s with a table update per record). Only the records queued
+        before this call matter to the caller (`Consumer.commit` computed its offsets before flushing), so
+        we wait for the buffer's tail record as of now, then for our own last record. Raises RuntimeError,
+        as upstream, if the buffer service is not running while records wait in it.
+        """
         last = self._last
+        await self._flush_buffer()
         if last is not None and not last.done():
-            await asyncio.wait([last])
+            self._flush_waiters += 1  # a barrier is waiting: the sender stops lingering
+            try:
+                await asyncio.wait([last])
+            finally:
+                self._flush_waiters -= 1
+
+    async def _flush_buffer(self) -> None:
+        buffer: Any = self.buffer  # faust's ProducerBuffer (its type stub lacks `pending`)
+        pending: deque[Any] = buffer.pending._queue  # the asyncio.Queue's deque, oldest first
+        if not pending:
+            return
+        tail = pending[-1]  # a FutureMessage: resolved once written (or failed)
+        self._flush_waiters += 1
+        try:
+            while not tail.done():
+                if buffer.state != "running":
+                    raise RuntimeError("Cannot flush: Producer not Running")  # as upstream's flush
+                # Upstream gives up after 0.1 s without a record handed over (so a slow buffer lets a commit
+                # run ahead of its changelog writes); we keep waiting while the buffer service runs.
+                await asyncio.wait([tail], timeout=0.5)
+        finally:
+            self._flush_waiters -= 1
 
     @Service.task
     async def _sender(self) -> None:
@@ -153,10 +183,11 @@ class Producer(base.Producer):
             if not queue:
                 self._queued.clear()
                 await self._queued.wait()
-                if linger and len(queue) < batch_size:
-                    # one record per round trip is what a table update per event would otherwise cost
-                    await asyncio.sleep(linger)
-                continue
+            if linger and len(queue) < batch_size and not self._flush_waiters:
+                # Also after a write, not only after an idle queue: with a table update per event the records
+                # trickle in while a pipeline is in flight, and sending those few at once meant ~3 records
+                # per round trip (each a socket write and a Redis wake-up).
+                await asyncio.sleep(linger)
             batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
             await self._write(batch)
 

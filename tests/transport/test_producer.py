@@ -122,3 +122,30 @@ async def test_sends_survive_a_redis_restart_in_order(tmp_path: Path) -> None:
         await producer.stop()
         await app.transport.close_clients()  # type: ignore[attr-defined]
         server.stop()
+
+
+async def test_flush_waits_for_records_in_fausts_buffer_queued_before_it(app: faust.App, producer: Any) -> None:
+    """Table changelog writes go through Faust's ProducerBuffer (`send_soon`); flush() is a barrier for those too,
+    and returns although the buffer keeps refilling (upstream's buffer.flush() waits for it to be empty)."""
+    topic = app.topic("buffered", key_serializer="raw", value_serializer="raw")
+    before = [topic.send_soon(key=str(i).encode(), value=b"x") for i in range(2000)]
+    stop = asyncio.Event()
+
+    async def keep_buffering() -> int:
+        n = 0
+        while not stop.is_set():
+            topic.send_soon(key=b"later", value=b"y")
+            n += 1
+            if n % 20 == 0:
+                await asyncio.sleep(0)
+        return n
+
+    writer = asyncio.create_task(keep_buffering())
+    try:
+        await asyncio.sleep(0)
+        await asyncio.wait_for(producer.flush(), 20)
+        assert all(f.done() and not f.exception() for f in before)
+    finally:
+        stop.set()
+    assert await writer > 0
+    await asyncio.wait_for(producer.flush(), 20)  # the later records too, before the fixture stops the producer
