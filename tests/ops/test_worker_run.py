@@ -83,6 +83,17 @@ async def scrape(url: str, seconds: float = 60.0) -> str:
             await asyncio.sleep(0.3)
 
 
+async def scrape_until(url: str, name: str, at_least: float, seconds: float = 30.0,
+                       **labels: str) -> tuple[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+    deadline = time.monotonic() + seconds
+    while True:
+        text = await scrape(url)
+        parsed = samples(text)
+        if value(parsed, name, **labels) >= at_least or time.monotonic() > deadline:
+            return text, parsed
+        await asyncio.sleep(0.2)
+
+
 async def finished_runs(pool: asyncpg.Pool, count: int, seconds: float = 120.0) -> list[asyncpg.Record]:
     deadline = time.monotonic() + seconds
     while True:
@@ -108,8 +119,9 @@ async def test_a_run_moves_the_worker_counters_by_one_run(
     first = (await finished_runs(db_pool, 1))[0]
     assert first["status"] == "completed", dict(first)
     assert first["validator_count"] == expected
-    text = await scrape(worker.metrics_url)
-    before = samples(text)
+    # The fetch cycle runs in a short-lived child whose counters the worker adds when the child reports;
+    # scoring can finish first, so wait for the cycle to be counted.
+    text, before = await scrape_until(worker.metrics_url, "solstake_fetch_cycles_total", 1, outcome="running")
     assert value(before, "solstake_fetch_cycles_total", outcome="running") == 1
     assert value(before, "solstake_fetch_records_produced_total") == expected
     assert value(before, "solstake_scoring_runs_finished_total", status="completed") == 1
@@ -134,7 +146,7 @@ async def test_a_run_moves_the_worker_counters_by_one_run(
     runs = await finished_runs(db_pool, 2)
     assert runs[-1]["trigger"] == "cli" and runs[-1]["status"] == "completed"
 
-    after = samples(await scrape(worker.metrics_url))
+    _text, after = await scrape_until(worker.metrics_url, "solstake_fetch_cycles_total", 2, outcome="running")
 
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
@@ -178,14 +190,14 @@ async def test_a_run_moves_the_worker_counters_by_one_run(
 
     # The worker's own stream gauges (refreshed from Redis every 5 s) agree: one member, no lag.
     deadline = time.monotonic() + 25
-    while True:
+    while True:  # the gauges are a snapshot refreshed every 5 s: wait for one taken after the commits
         final = samples(await scrape(worker.metrics_url))
         members = value(final, "solstake_stream_group_members", group="solstake")
-        if members == 1 or time.monotonic() > deadline:
+        lags = {labels: v for (name, labels), v in final.items() if name == "solstake_stream_lag_records"}
+        if (members == 1 and lags and not any(lags.values())) or time.monotonic() > deadline:
             break
         await asyncio.sleep(1.0)
     assert members == 1
-    lags = {labels: v for (name, labels), v in final.items() if name == "solstake_stream_lag_records"}
     assert lags and all(v == 0 for v in lags.values()), lags
     assert value(final, "solstake_stream_highwater_offset", topic="validator-records", partition="0") > 0
     assert value(final, "solstake_redis_memory_used_bytes") > 0
