@@ -228,8 +228,8 @@ async def throughput(bench: Bench, validators: int) -> None:
         print(f"{validators}-validator cycle, 1 worker (fetch itself: {fetch_s:.1f} s, not counted below)")
         print(f"  pipeline (Faust, scoring, sink)  {validators / pipeline_s:10.0f} records/s  ({pipeline_s:.1f} s)")
         print(f"  raw XADD+XREAD+COPY floor        {validators / floor_s:10.0f} records/s  ({floor_s:.1f} s)")
-        print(f"  worker peak RSS (VmHWM, fetch included) {peak:.0f} MB   goal <= 400 MB")
-        print(f"  worker CPU for the whole cycle (start-up and fetch included) {cpu:.1f} s; "
+        print(f"  worker peak RSS (VmHWM; fetch in a child process) {peak:.0f} MB   goal <= 400 MB")
+        print(f"  worker CPU for the whole cycle (start-up included; the fetch child not) {cpu:.1f} s; "
               f"load average {os.getloadavg()[0]:.1f}")
         emit(f"{validators} validators: records/s, 1 worker", validators / pipeline_s, "rec/s",
              baseline=validators / floor_s, baseline_label="raw XADD+XREAD+COPY")
