@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -72,6 +73,7 @@ class Consumer(base.Consumer):
         self._backoff = 0.0
         self.offset_resets = 0
         self._buffer_drained = asyncio.Event()
+        self._pressured_changelogs: set[TP] = set()
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -298,9 +300,36 @@ class Consumer(base.Consumer):
                 self._highwaters[tp] = last + 1
         return records
 
+    def on_buffer_full(self, tp: TP) -> None:
+        super().on_buffer_full(tp)
+        if tp.topic in self._changelog_topics():
+            self._pressured_changelogs.add(tp)
+
     def on_buffer_drop(self, tp: TP) -> None:
         super().on_buffer_drop(tp)
+        self._pressured_changelogs.discard(tp)
         self._buffer_drained.set()
+
+    def _changelog_topics(self) -> set[str]:
+        return set(self.app.tables.changelog_topics)
+
+    async def _wait_for_changelog_room(self, tp: TP) -> None:
+        """Hold a changelog record back until the changelog queue drained below its low mark (max 1 s).
+
+        Recovery's `_slurp_changelogs` takes one event per loop turn; once the changelog queue is full, every
+        record handed to the conductor waits for exactly one `get` (a put task and a `wait_first`, five tasks,
+        per record). Waiting here once, for the queue's own pressure-drop signal, lets it drain by half and
+        the next records go in without waiting. Only a delay before the callback: the record is then
+        delivered exactly as before (same order, same `suspend_flow`/stop handling). Changelog queues only:
+        their reader never waits for other partitions, so holding the drain loop back cannot deadlock it.
+        """
+        deadline = time.monotonic() + 1.0
+        while tp in self._pressured_changelogs and not self.should_stop and not self.suspend_flow.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._buffer_drained.clear()
+            await self.wait_first(self._buffer_drained.wait(), self.suspend_flow.wait(), timeout=remaining)
 
     async def _wait_next_records(self, timeout: float) -> tuple[Mapping[TP, list[Any]] | None, set[TP] | None]:  # noqa: ASYNC109
         """Faust's `Consumer._wait_next_records`, except for the wait when every partition is paused.
@@ -339,7 +368,9 @@ class Consumer(base.Consumer):
         checks, the `FETCHING` diag flag, a `sleep(0)` per getmany and per 100 messages, messages below
         `_read_offset` dropped, gaps recorded with `_add_gap` for topics with acks, a commit once
         `_n_acked >= commit_every`, `_read_offset` set after the callback, and the same handling of
-        `consumer_stopped_errors`, cancellation and errors.
+        `consumer_stopped_errors`, cancellation and errors. One addition: a record of a changelog partition
+        whose queue is over its high-pressure mark first waits (at most 1 s) for the queue's drop signal,
+        see `_wait_for_changelog_room`.
         """
         callback = self.callback
         getmany = self.getmany
@@ -353,6 +384,7 @@ class Consumer(base.Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         suspend_flow_wait = self.suspend_flow.wait
         wait_first = self.wait_first
+        pressured = self._pressured_changelogs
         sleep = asyncio.sleep
         yield_every = 100
         num_since_yield = 0
@@ -376,6 +408,8 @@ class Consumer(base.Consumer):
                             if commit_every is not None and self._n_acked >= commit_every:
                                 self._n_acked = 0
                                 await self.commit()
+                            if pressured and tp in pressured:
+                                await self._wait_for_changelog_room(tp)
                             waiting = start_eagerly(callback(message))
                             if waiting is not None:
                                 await wait_first(waiting, suspend_flow_wait())

@@ -133,11 +133,10 @@ async def test_flush_waits_for_records_in_fausts_buffer_queued_before_it(app: fa
 
     async def keep_buffering() -> int:
         n = 0
-        while not stop.is_set():
+        while not stop.is_set():  # a steady trickle, as agents updating a table
             topic.send_soon(key=b"later", value=b"y")
             n += 1
-            if n % 20 == 0:
-                await asyncio.sleep(0)
+            await asyncio.sleep(0.002)
         return n
 
     writer = asyncio.create_task(keep_buffering())
@@ -148,4 +147,4 @@ async def test_flush_waits_for_records_in_fausts_buffer_queued_before_it(app: fa
     finally:
         stop.set()
     assert await writer > 0
-    await asyncio.wait_for(producer.flush(), 20)  # the later records too, before the fixture stops the producer
+    await asyncio.wait_for(producer.flush(), 60)  # the later records too, before the fixture stops the producer
