@@ -28,6 +28,7 @@ from stream_app.runs import RunProgress, close_overdue_runs, fail_run, open_run,
 from stream_app.schedule import fetch_interval
 from stream_app.scoring import SCORING_VERSION, build_cluster_context
 from stream_app.settings import Settings
+from stream_app.sources.parse import ParseFailure
 from stream_app.sources.rpc import RpcClient
 from stream_app.sources.snapshot import ClusterSnapshot, SourceState, fetch_cluster_snapshot
 
@@ -169,13 +170,17 @@ class Fetcher:
         records = [r if r.run_id == run_id else replace(r, run_id=run_id) for r in snap.records]
         try:
             header = snap.header(trigger=trigger, source=await self.source_label(snap.source))
+            unusable = unusable_vote_accounts(snap.failures, {r.vote_pubkey for r in records})
+            # The run covers the whole cluster: accounts the RPC sent but we could not use are failures of it.
+            header = replace(header, expected_count=len(records) + len(unusable))
             context = build_cluster_context(run_id, snap.epoch, snap.slot, snap.epoch_info.slot_index,
                                             snap.epoch_info.slots_in_epoch, records, observed_at=snap.observed_at)
             await store_context(self.redis, self.settings.redis_prefix, context,
                                 ttl_seconds=int(max(86_400, 4 * self.settings.run_timeout)))
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire() as conn, conn.transaction():
                 await open_run(conn, header, context, actor=actor or "system:pipeline",
                                scoring_version=SCORING_VERSION, fetched_at=fetched)
+                await record_unusable(conn, run_id, unusable)
         except Exception as exc:  # whatever broke between fetch and produce, the run says so
             reason = f"preparing the run failed: {type(exc).__name__}: {exc}"
             return await self._fail(run_id, reason, trigger, actor, started, expected=len(records))
@@ -211,3 +216,30 @@ class Fetcher:
             await live.announce(self.redis, self.settings.redis_prefix, event)
         except Exception as exc:  # announcements are advisory; the database is the record
             log.warning("could not announce %s: %s", event.get("type"), exc)
+
+
+def unusable_vote_accounts(failures: Sequence[ParseFailure], scored: set[str]) -> list[tuple[str, str]]:
+    """(vote account, reason) for each vote account the parser refused, once each.
+
+    A refused entry whose key is also among the usable records (a repeated pubkey) is not a separate
+    validator and is left out; an entry with no readable key gets a stable placeholder key.
+    """
+    out: dict[str, str] = {}
+    for index, failure in enumerate(failures):
+        if failure.what != "vote_account":
+            continue
+        key = failure.key or f"<unreadable vote account #{index}>"
+        if key in scored or key in out:
+            continue
+        out[key] = failure.reason
+    return list(out.items())
+
+
+async def record_unusable(conn: asyncpg.Connection, run_id: str, unusable: Sequence[tuple[str, str]]) -> None:
+    if not unusable:
+        return
+    await conn.executemany(
+        "INSERT INTO scoring_failures (scoring_run_id, vote_account, error) VALUES ($1::uuid, $2, $3) "
+        "ON CONFLICT (scoring_run_id, vote_account) DO NOTHING",
+        [(run_id, key, f"unusable RPC data: {reason}"[:2000]) for key, reason in unusable],
+    )

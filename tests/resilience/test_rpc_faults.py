@@ -98,9 +98,6 @@ async def test_rpc_faults_make_failed_runs_with_reasons_and_never_a_wrong_score(
         await sim.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (fetcher.py cycle): vote accounts the parsers reject (snap.failures) are "
-                   "only logged; the run opens with expected_count = parsed records, so it completes with no trace "
-                   "of them (sources/README.md: 'count them as failures')")
 async def test_vote_accounts_dropped_by_the_parser_are_counted_as_failures_of_the_run(
     settings: Settings, db_pool: asyncpg.Pool, redis_client: aioredis.Redis,
 ) -> None:
@@ -121,6 +118,8 @@ async def test_vote_accounts_dropped_by_the_parser_are_counted_as_failures_of_th
         row = await db_pool.fetchrow("SELECT * FROM scoring_runs WHERE id = $1", outcome.run_id)
         failures = await run_failures(db_pool, outcome.run_id)
         # The run must say that it did not cover the whole cluster: counted failures (or a partial status).
-        assert row["validator_count"] == VALIDATORS or len(failures) == VALIDATORS - produced[0], dict(row)
+        assert row["validator_count"] == VALIDATORS, dict(row)
+        assert len(failures) == VALIDATORS - produced[0]
+        assert all("unusable RPC data" in reason for reason in failures.values())
     finally:
         await sim.close()
