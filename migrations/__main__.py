@@ -7,24 +7,24 @@ import sys
 
 from migrations import MigrationError, migrate
 from stream_app.runtime import services
-from stream_app.settings import load_or_exit
+from stream_app.settings import Settings, load_or_exit
+
+
+async def apply_pending(settings: Settings, prog: str = "migrations") -> int:
+    """Apply what is pending (embedded PostgreSQL in development when DATABASE_URL is unset); exit status."""
+    async with services(settings, need_redis=False) as urls:
+        try:
+            applied = await migrate(urls.database_url)
+        except MigrationError as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return 1
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied)
+    print(f"{prog}: applied {names}" if names else f"{prog}: up to date, nothing to apply")
+    return 0
 
 
 def main() -> int:
-    settings = load_or_exit()
-
-    async def run() -> int:
-        async with services(settings, need_redis=False) as urls:
-            try:
-                applied = await migrate(urls.database_url)
-            except MigrationError as exc:
-                print(f"migrations: {exc}", file=sys.stderr)
-                return 1
-        names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing to apply"
-        print(f"migrations: {names}")
-        return 0
-
-    return asyncio.run(run())
+    return asyncio.run(apply_pending(load_or_exit()))
 
 
 if __name__ == "__main__":

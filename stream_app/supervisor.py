@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import redis.asyncio as aioredis
 
+from stream_app.embedded import free_port, port_free
 from stream_app.procfile import ProcessType, parse_procfile
 from stream_app.rpc_fallback import clear_fallback, record_fallback
 from stream_app.settings import Settings
@@ -105,21 +105,6 @@ async def probe_rpc(urls: Sequence[str], seconds: float) -> str | None:
     return "; ".join(reasons)
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Supervisor:
     def __init__(self, out: TextIO = sys.stdout, grace: float = STOP_GRACE) -> None:
         self.out = out
@@ -188,7 +173,7 @@ class Supervisor:
 
 
 async def _start_simulator(sup: Supervisor, settings: Settings, env: dict[str, str], python: str) -> str:
-    port = settings.simulator_port if _port_free(settings.simulator_port) else _free_port()
+    port = settings.simulator_port if port_free(settings.simulator_port) else free_port()
     argv = [python, "-m", "stream_app.sources.simulator", "--port", str(port), "--seed", str(settings.simulator_seed),
             "--epoch-seconds", f"{settings.simulator_epoch_seconds:g}"]
     child = Child("simulator", "simulator", argv, dict(env))
