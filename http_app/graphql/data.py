@@ -112,10 +112,10 @@ class ValidatorQuery:
         clauses: list[str] = []
         if self.min_score is not None:
             params.append(self.min_score)
-            clauses.append(f"v.latest_score >= ${len(params)}")
+            clauses.append(f"v.latest_score >= ${len(params)}::double precision")
         if self.max_commission is not None:
             params.append(self.max_commission)
-            clauses.append(f"v.commission <= ${len(params)}")
+            clauses.append(f"v.commission <= ${len(params)}::double precision")  # no smallint overflow
         if self.delinquent is not None:
             params.append(self.delinquent)
             clauses.append(f"v.delinquent = ${len(params)}")
