@@ -22,6 +22,7 @@ from .eager import start_eagerly
 from .janitor import Janitor
 from .keys import parse_tp_field, tp_field
 from .producer import CONNECTION_ERRORS, decode_headers
+from .recovery import LeanRecovery
 
 if TYPE_CHECKING:
     from .transport import Transport
@@ -74,6 +75,7 @@ class Consumer(base.Consumer):
         self.offset_resets = 0
         self._buffer_drained = asyncio.Event()
         self._pressured_changelogs: set[TP] = set()
+        self.lean_recovery = LeanRecovery(self) if self.transport.options.lean_recovery else None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -276,6 +278,7 @@ class Consumer(base.Consumer):
         tps = list(requested)
         by_key = {keys.stream(tp.topic, tp.partition).encode(): tp for tp in tps}
         streams: Any = {keys.stream(tp.topic, tp.partition): f"{requested[tp]}-0" for tp in tps}
+        generation = self.app.consumer_generation_id
         block = max(1, min(int(timeout * 1000), options.block_ms))
         if self._buffered_partitions:
             # Partitions paused because their stream buffer is full resume from `on_buffer_drop`, which a
@@ -287,18 +290,31 @@ class Consumer(base.Consumer):
         if not reply:
             return records
         assigned = self.assignment()
+        lean = self.lean_recovery
         for key, entries in reply:
             tp = by_key[key]
             # a revoke or a seek while XREAD was blocked makes this batch stale
             if not entries or tp not in assigned or self._positions.get(tp) != requested[tp]:
                 continue
             batch = [_record(tp, entry_id, fields) for entry_id, fields in entries]
-            records[tp] = batch
             last = batch[-1].offset
             self._positions[tp] = last + 1
             if last + 1 > self._highwaters.get(tp, 0):
                 self._highwaters[tp] = last + 1
+            if lean is not None and (channel := self._lean_target(tp, generation)) is not None:
+                await lean.apply_batch(tp, channel, batch)
+            else:
+                records[tp] = batch
         return records
+
+    def _lean_target(self, tp: TP, generation: int) -> Any | None:
+        """The changelog channel when `tp`'s batch goes to lean recovery (getmany's own checks first)."""
+        lean = self.lean_recovery
+        if lean is None or not self.flow_active or self.app.consumer_generation_id != generation:
+            return None
+        if tp not in self._get_active_partitions() and tp not in self._buffered_partitions:
+            return None
+        return lean.target(tp)
 
     def on_buffer_full(self, tp: TP) -> None:
         super().on_buffer_full(tp)

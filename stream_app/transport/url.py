@@ -39,6 +39,8 @@ class TransportOptions:
     compact_keep_tail: int = 1000
     #: Reject changelog writes from a member whose group generation is stale (zombie fencing).
     fence_changelogs: bool = True
+    #: Apply changelog batches to their table during recovery in bulk (`recovery.py`) instead of per event.
+    lean_recovery: bool = True
 
 
 def _bool(raw: str) -> bool:
@@ -88,6 +90,7 @@ _PARSERS: Mapping[str, Callable[[str], Any]] = {
     "janitor_interval": _non_negative(float),
     "compact_keep_tail": _non_negative(int),
     "fence_changelogs": _bool,
+    "lean_recovery": _bool,
 }
 assert set(_PARSERS) == {f.name for f in fields(TransportOptions)}
 

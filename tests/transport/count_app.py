@@ -56,7 +56,9 @@ async def dump() -> None:
             in actives}
     generation = app.consumer_generation_id
     tmp = OUT / f"dump.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"generation": generation, "actives": actives, "counts": data}))
+    lean = getattr(app.consumer, "lean_recovery", None)  # the driver's bulk recovery path, when it is on
+    tmp.write_text(json.dumps({"generation": generation, "actives": actives, "counts": data,
+                               "lean_applied": lean.records_applied if lean is not None else 0}))
     tmp.replace(OUT / f"dump.{os.getpid()}.json")
 
 

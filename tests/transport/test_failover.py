@@ -155,5 +155,7 @@ async def test_kill_stop_restart_loses_nothing_and_tables_match_changelogs(
             return bool(dump and len(dump["actives"]) == PARTITIONS and dump["counts"] == state)
 
         await wait_for(cold_rebuilt, 40, "a cold single worker to rebuild the table from the changelog", pool)
+        dump = pool.dump(cold)
+        assert dump and dump["lean_applied"] > 0, "the rebuild should have gone through the lean recovery path"
     finally:
         pool.stop_all()

@@ -21,6 +21,8 @@ def test_options_are_parsed_and_removed_from_the_redis_url() -> None:
     plain, options = parse_broker_url("redis://h:6380/1?prefix=abc&fetch_count=10&fence_changelogs=no&maxlen=5")
     assert plain == "redis://h:6380/1"
     assert (options.prefix, options.fetch_count, options.fence_changelogs, options.maxlen) == ("abc", 10, False, 5)
+    assert options.lean_recovery
+    assert not parse_broker_url("redis://h/0?lean_recovery=false")[1].lean_recovery
 
 
 @pytest.mark.parametrize(

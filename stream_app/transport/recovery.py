@@ -1,0 +1,117 @@
+"""Lean table recovery: changelog batches applied to their table as they arrive, not one event per loop turn.
+
+Upstream, every changelog record read during recovery becomes a message, goes through the Conductor onto
+the tables' changelog queue, and `Recovery._slurp_changelogs` takes it off again with one
+`asyncio.wait_for(queue.get())` (a task) per record before buffering it for `apply_changelog_batch`.
+Here the consumer hands a whole fetched batch of a changelog partition that Recovery tracks straight to
+`apply_batch`, which does what `_slurp_changelogs` does for each event of it, in bulk and in order:
+
+- records at or below the offset Recovery has already seen for the partition are skipped;
+- each record is decoded by the changelog channel (as the Conductor would), a record that fails to decode
+  is logged and skipped (upstream: the error is thrown into the queue and the slurp loop logs it);
+- anything Recovery still buffers for the table is applied first, then the batch, with
+  `table.apply_changelog_batch` (the store's own bulk path), and the user's `on_changelog_event` hook is
+  awaited per event when a table has one;
+- the partition's seen offset becomes the batch's last offset, and recovery ends (`signal_recovery_end`)
+  or standbys become ready exactly when the slurp loop would have decided so.
+
+A partition is only handled here when the table's changelog channel is the only subscriber of its topic
+partition, so the records never reach the changelog queue at all: both paths never mix for a partition.
+Opt out with `?lean_recovery=false` in the broker URL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from faust.types import TP
+from faust.utils.tracing import finish_span
+
+if TYPE_CHECKING:
+    from .consumer import Consumer, RedisRecord
+
+log = logging.getLogger(__name__)
+
+
+class LeanRecovery:
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self.app = consumer.app
+        self.records_applied = 0
+
+    def target(self, tp: TP) -> Any | None:
+        """The changelog channel to decode `tp`'s records with, if this path may take them now."""
+        app: Any = self.app
+        tables = app.tables
+        recovery = tables.recovery
+        if tp not in recovery.active_tps and tp not in recovery.standby_tps:
+            return None
+        if tp not in recovery.tp_to_table or app.in_transaction or not app.flow_control.is_active():
+            return None
+        channels = app.topics._tp_index.get(tp)
+        if not channels or len(channels) != 1:
+            return None
+        (channel,) = channels
+        if channel.queue is not tables.changelog_queue:
+            return None
+        return channel
+
+    async def apply_batch(self, tp: TP, channel: Any, records: Sequence[RedisRecord]) -> None:
+        app: Any = self.app
+        recovery = app.tables.recovery
+        table = recovery.tp_to_table[tp]
+        if tp in recovery.active_tps:
+            offsets = recovery.active_offsets
+            recovery._active_events_received_at[tp] = monotonic()
+        else:
+            offsets = recovery.standby_offsets
+            recovery._standby_events_received_at[tp] = monotonic()
+        seen = offsets.get(tp)
+        decode = channel.decode
+        to_message = self.consumer._to_message
+        events: list[Any] = []
+        last = None
+        for record in records:
+            if seen is not None and record.offset <= seen:
+                continue
+            message = to_message(tp, record)
+            try:
+                events.append(await decode(message, propagate=True))
+            except Exception as exc:  # as upstream: logged, skipped, the offset not advanced by it
+                log.warning("Error in recovery %r", exc)
+                continue
+            last = record.offset
+        if last is None:
+            self._after_batch(recovery)
+            return
+        pending = recovery.buffers.get(table)
+        if pending:
+            table.apply_changelog_batch(pending)
+            pending.clear()
+        table.apply_changelog_batch(events)
+        if table._on_changelog_event:
+            for event in events:
+                await table.on_changelog_event(event)
+        offsets[tp] = last
+        self.consumer._read_offset[tp] = last
+        self.records_applied += len(events)
+        self._after_batch(recovery)
+
+    def _after_batch(self, recovery: Any) -> None:
+        """The end of each iteration of `Recovery._slurp_changelogs`."""
+        if recovery.in_recovery and not recovery.need_recovery():
+            recovery.flush_buffers()
+            recovery._set_recovery_ended()
+            if recovery._actives_span is not None:
+                recovery._actives_span.set_tag("Actives-Ready", True)
+            recovery.signal_recovery_end.set()
+        tables = recovery.tables
+        standby_ready = recovery._standbys_span is None and tables.standbys_ready
+        if not standby_ready and not recovery.standby_remaining_total():
+            if recovery._standbys_span:
+                finish_span(recovery._standbys_span)
+                recovery._standbys_span = None
+            tables.on_standbys_ready()

@@ -1,0 +1,80 @@
+"""Lean recovery (`stream_app/transport/recovery.py`) rebuilds exactly what Faust's own per-event Recovery does.
+
+One worker counts keys into a table; then cold single workers rebuild it from the changelog streams, once
+with `lean_recovery=false` (upstream's `_slurp_changelogs` path) and once with the default bulk path.
+Both must equal the changelog; the default one must have applied every changelog entry through the bulk path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from .helpers import changelog_state, highwaters
+from .test_failover import CHANGELOG, KEYS, PARTITIONS, PREFIX, caught_up, private_redis, produce_paced, wait_for
+from .workers import WorkerPool
+
+__all__ = ["private_redis"]  # the fixture, re-used
+
+
+def _rebuilt(pool: WorkerPool, proc: object, state: dict[str, int]) -> bool:
+    dump = pool.dump(proc)  # type: ignore[arg-type]
+    return bool(dump and len(dump["actives"]) == PARTITIONS and dump["counts"] == state)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_cold_rebuild_equal_with_and_without_lean_recovery(
+    private_redis: tuple[str, aioredis.Redis], tmp_path: Path
+) -> None:
+    url, client = private_redis
+    base = f"{url}?prefix={PREFIX}&janitor_interval=0"
+    runs: dict[str, WorkerPool] = {}
+    for name in ("writer", "upstream", "lean"):
+        (tmp_path / name).mkdir()
+    writer = WorkerPool(base, tmp_path / "writer", session_timeout=3.0)
+    try:
+        proc = writer.start()
+
+        async def assigned() -> bool:
+            dump = writer.dump(proc)
+            return bool(dump and len(dump["actives"]) == PARTITIONS)
+
+        await wait_for(assigned, 40, "the writer to own every partition", writer)
+        await produce_paced(client, 6000, rate=3000)
+        await wait_for(lambda: caught_up(client), 40, "committed offsets to reach the highwaters", writer)
+        state: dict[str, int] = {}
+
+        async def writer_matches() -> bool:
+            nonlocal state
+            state = await changelog_state(client, KEYS, CHANGELOG, PARTITIONS)
+            return _rebuilt(writer, proc, state)
+
+        await wait_for(writer_matches, 30, "the writer's table to equal its changelog", writer)
+        assert sum(state.values()) >= 6000
+        writer.stop_all()
+
+        for name, options in (("upstream", "&lean_recovery=false"), ("lean", "")):
+            pool = runs[name] = WorkerPool(base + options, tmp_path / name, session_timeout=3.0)
+            cold = pool.start()
+
+            async def rebuilt(pool: WorkerPool = pool, cold: object = cold) -> bool:
+                return _rebuilt(pool, cold, state)
+
+            await wait_for(rebuilt, 40, f"a cold worker ({name}) to rebuild the table", pool)
+            dump = pool.dump(cold)
+            assert dump is not None
+            if name == "lean":  # every changelog entry applied once, in bulk
+                entries = sum((await highwaters(client, KEYS, CHANGELOG, PARTITIONS)).values())
+                assert dump["lean_applied"] == entries
+            else:
+                assert dump["lean_applied"] == 0
+            pool.stop_all()
+            await asyncio.sleep(0)
+    finally:
+        writer.stop_all()
+        for pool in runs.values():
+            pool.stop_all()
