@@ -19,6 +19,16 @@ from stream_app.transport.keys import KeySpace
 from stream_app.transport.partitioner import partition_for_key
 
 ROOT = Path(__file__).resolve().parent.parent
+PROFILED = """\
+import cProfile, runpy, time
+profile = cProfile.Profile(time.process_time)
+try:
+    profile.runcall(runpy.run_module, "bench.transport_app", run_name="__main__")
+except SystemExit:
+    pass
+finally:
+    profile.dump_stats({dump!r})
+"""
 PREFIX = "bench"
 KEYS = KeySpace(PREFIX)
 
@@ -44,7 +54,11 @@ def start_worker(url: str, out: Path, mode: str, target: int, name: str, **env: 
     environment = dict(os.environ, BENCH_BROKER=f"{url}?prefix={PREFIX}&janitor_interval=0", BENCH_DIR=str(out),
                        BENCH_MODE=mode, BENCH_TARGET=str(target), PYTHONPATH=str(ROOT), **env)
     log = open(out / f"{name}.out", "wb")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen([sys.executable, "-m", "bench.transport_app"], cwd=ROOT, env=environment,
+    command = [sys.executable, "-m", "bench.transport_app"]
+    if os.environ.get("BENCH_PROFILE"):  # a CPU-time cProfile dump per worker, for finding where the time goes
+        dump = Path(os.environ["BENCH_PROFILE"]) / f"{name}.prof"
+        command[1:] = ["-c", PROFILED.format(dump=str(dump))]
+    proc = subprocess.Popen(command, cwd=ROOT, env=environment,
                             stdout=log, stderr=subprocess.STDOUT)
     log.close()
     return proc

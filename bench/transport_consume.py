@@ -38,7 +38,7 @@ async def raw_xread(client: aioredis.Redis, n: int) -> float:
 
 async def run_worker(url: str, out: Path, mode: str, n: int, app_id: str) -> tuple[float, float]:
     """(records per wall-clock second, records per CPU second of the worker) from first to last record."""
-    proc = start_worker(url, out, mode, n, f"{mode}-worker", BENCH_APP_ID=app_id, BENCH_LOGLEVEL="WARNING")
+    proc = start_worker(url, out, mode, n, f"{mode}-worker", BENCH_APP_ID=app_id, BENCH_LOGLEVEL="INFO")
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:

@@ -13,12 +13,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from faust.exceptions import ProducerSendError
+from faust.topics import Topic
 from faust.transport import producer as base
-from faust.types import TP, HeadersArg, RecordMetadata
+from faust.types import TP, FutureMessage, HeadersArg, RecordMetadata
 from mode import Seconds, Service
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
@@ -77,11 +79,34 @@ def group_runs(batch: list[Outgoing]) -> list[tuple[TP, str, list[Outgoing]]]:
     return [(tp, fence, items) for tp, runs in per_tp.items() for fence, items in runs]
 
 
+class _Buffer(base.ProducerBuffer):
+    """Faust's `ProducerBuffer`, also counting the record its task is publishing (taken off the queue)."""
+
+    in_flight = 0
+
+    async def _send_pending(self, fut: FutureMessage) -> None:
+        self.in_flight += 1
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self.in_flight -= 1
+
+
+_TOPIC_PUBLISH = Topic.publish_message
+
+
+def _size(payload: bytes | None) -> int:
+    return len(payload) if isinstance(payload, bytes) else 0
+
+
 class Producer(base.Producer):
     transport: Transport
 
     def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any) -> None:
         super().__init__(transport, loop=loop, **kwargs)
+        buffer = _Buffer(loop=self.loop, beacon=self.beacon)  # upstream's, with the in-flight count
+        buffer.app = self.app
+        self.buffer = buffer
         self._queue: deque[Outgoing] = deque()
         self._queued = asyncio.Event()
         self._last: asyncio.Future | None = None
@@ -103,14 +128,25 @@ class Producer(base.Producer):
         transactional_id: str | None = None,
     ) -> Awaitable[RecordMetadata]:
         if partition is None:
-            partitions = self.transport.registry.cached_partitions(topic)
-            if partitions is None:
+            partition = self._partition_now(topic, key)
+            if partition is None:
                 partitions = await self.transport.registry.partitions(self.transport.client, topic)
-            if key is None:
-                counter = self._round_robin.setdefault(topic, itertools.count())
-                partition = next(counter) % partitions
-            else:
-                partition = partition_for_key(key, partitions)
+                partition = self._partition_of(topic, key, partitions)
+        return self._enqueue(topic, key, value, partition, timestamp, headers)
+
+    def _partition_now(self, topic: str, key: bytes | None) -> int | None:
+        """The partition for a record without a partition, if the topic's partition count is known here."""
+        partitions = self.transport.registry.cached_partitions(topic)
+        return None if partitions is None else self._partition_of(topic, key, partitions)
+
+    def _partition_of(self, topic: str, key: bytes | None, partitions: int) -> int:
+        if key is None:
+            counter = self._round_robin.setdefault(topic, itertools.count())
+            return next(counter) % partitions
+        return partition_for_key(key, partitions)
+
+    def _enqueue(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
+                 timestamp: float | None, headers: HeadersArg | None) -> asyncio.Future:
         ts = timestamp if timestamp else time.time()
         header_blob = encode_headers(headers)
         flags = (FLAG_KEY if key is not None else 0) | (FLAG_VALUE if value is not None else 0)
@@ -123,6 +159,39 @@ class Producer(base.Producer):
         self._last = future
         self._queued.set()
         return future
+
+    def send_soon(self, fut: FutureMessage) -> None:
+        """Queue a table's changelog write (or any `Topic.send_soon`) for sending, without Faust's buffer hop.
+
+        Upstream puts the record in `ProducerBuffer`, whose task takes it off again and awaits
+        `Topic.publish_message(fut, wait=False)`: an asyncio queue hand-over, a coroutine and a debug log
+        per record. When nothing can suspend, here the same steps run inline in the caller, in the order
+        `publish_message` takes them (send-initiated sensor, `send`, `_on_published` as done callback), so
+        the record is in our send queue when `send_soon` returns. Otherwise (the producer not running, a
+        partition that needs a registry round trip, a `Topic` subclass with its own `publish_message`, an
+        open transaction, or records still in the buffer, which must stay ahead) it goes through the buffer
+        as upstream.
+        """
+        message = fut.message
+        channel: Any = message.channel
+        buffer: Any = self.buffer  # our _Buffer (the stub of ProducerBuffer lacks `pending`)
+        if (buffer.pending._queue or buffer.in_flight or not self._started.is_set() or self._stopped.is_set()
+                or type(channel).publish_message is not _TOPIC_PUBLISH or self.app.in_transaction):
+            self.buffer.put(fut)
+            return
+        topic = channel._topic_name_or_default(channel)
+        key = cast(bytes | None, message.key)
+        value = cast(bytes | None, message.value)
+        partition = message.partition
+        if partition is None:
+            partition = self._partition_now(topic, key)
+            if partition is None:
+                self.buffer.put(fut)
+                return
+        state = self.app.sensors.on_send_initiated(
+            self, topic, message=message, keysize=_size(key), valsize=_size(value))
+        future = self._enqueue(topic, key, value, partition, message.timestamp, message.headers)
+        future.add_done_callback(partial(channel._on_published, message=fut, state=state, producer=self))
 
     async def send_and_wait(
         self,

@@ -148,3 +148,30 @@ async def test_flush_waits_for_records_in_fausts_buffer_queued_before_it(app: fa
         stop.set()
     assert await writer > 0
     await asyncio.wait_for(producer.flush(), 60)  # the later records too, before the fixture stops the producer
+
+
+async def test_send_soon_skips_fausts_buffer_and_keeps_order_with_it(app: faust.App, producer: Any,
+                                                                     redis_client: aioredis.Redis,
+                                                                     keys: KeySpace) -> None:
+    """`send_soon` (table changelog writes) queues inline; records still in Faust's buffer stay ahead of it."""
+    topic = app.topic("soon", key_serializer="raw", value_serializer="raw")
+    sent: list[int] = []
+
+    def on_sent(fut: Any) -> None:
+        sent.append(fut.result().offset)
+
+    # unknown topic: the first record needs a registry round trip, so it (and all behind it) use the buffer
+    futures = [topic.send_soon(key=b"k", value=str(i).encode(), callback=on_sent) for i in range(300)]
+    assert producer.buffer.size == 300
+    await asyncio.sleep(0)  # the buffer's task takes one record, the others are still queued behind it
+    futures += [topic.send_soon(key=b"k", value=str(i).encode(), callback=on_sent) for i in range(300, 600)]
+    await asyncio.wait_for(producer.flush(), 20)
+    assert producer.buffer.size == 0
+    futures += [topic.send_soon(key=b"k", value=str(i).encode(), callback=on_sent) for i in range(600, 900)]
+    assert producer.buffer.size == 0 and len(producer._queue) == 300  # inline: straight into our send queue
+    await asyncio.wait_for(producer.flush(), 20)
+
+    assert [f.result().offset for f in futures] == list(range(900))
+    assert sent == list(range(900))  # each record's callback ran once, in order
+    entries: Any = await redis_client.xrange(keys.stream("soon", partition_for_key(b"k", 4)), "-", "+")
+    assert [fields[b"v"] for _, fields in entries] == [str(i).encode() for i in range(900)]
