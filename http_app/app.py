@@ -11,7 +11,6 @@ Middleware order (outermost first) — keep it when adding more:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -31,6 +30,7 @@ from http_app.graphql.routes import setup_graphql
 from http_app.health import setup_health
 from http_app.keys import CACHE, DB_POOL, EXECUTOR, LIVE_HUB, REDIS, SETTINGS
 from http_app.metrics import setup_metrics
+from stream_app.cancelling import cancel_and_wait
 from stream_app.db import create_pool
 from stream_app.settings import Settings
 
@@ -99,7 +99,5 @@ async def _live_updates(app: web.Application) -> AsyncIterator[None]:
     app[SHARED] = SharedSubscriptions(app)
     task = asyncio.create_task(hub.run(), name="live-hub")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)  # a plain cancel can be lost inside redis-py on Python 3.11
     await hub.close()
