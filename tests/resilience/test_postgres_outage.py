@@ -42,6 +42,17 @@ async def _status(session: aiohttp.ClientSession, url: str) -> int:
         return 0
 
 
+PAGE = {"query": "query Page($q: String!) { validatorsConnection(first: 5, filter: {search: $q}) "
+               "{ edges { node { voteAccount } } } }"}
+
+
+async def _page(session: aiohttp.ClientSession, url: str, search: str) -> tuple[int, dict]:
+    """An uncached query (a new search term each time): the database answers it or its absence is said."""
+    async with session.post(url, json={**PAGE, "variables": {"q": search}},
+                            timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
 async def outage(settings: Settings, redis_url: str, redis: aioredis.Redis, tmp_path: Path, seconds: float) -> None:
     pg = EmbeddedPostgres(root=tmp_path / "pg")
     database_url = pg.start()
@@ -57,6 +68,7 @@ async def outage(settings: Settings, redis_url: str, redis: aioredis.Redis, tmp_
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     session = aiohttp.ClientSession()
     readyz = str(web.make_url("/readyz"))
+    graphql = str(web.make_url("/graphql"))
     prefix = settings.redis_prefix
     try:
         await wait_for(lambda: finished_run(pool, None), "the first run", 120, [worker])
@@ -80,6 +92,11 @@ async def outage(settings: Settings, redis_url: str, redis: aioredis.Redis, tmp_
         async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
             retries = value(samples(await resp.text()), "solstake_persist_retries_total")
         assert 503 in readiness and 200 not in readiness, readiness
+        # The API says the database is gone, with a stable code and no internals, instead of a 500.
+        status, body = await _page(session, graphql, "outage-1")
+        assert status < 500 and body.get("data") in (None, {"validatorsConnection": None}), (status, body)
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["SERVICE_UNAVAILABLE"], body
+        assert "asyncpg" not in str(body) and "Traceback" not in str(body)
         assert max(lags) > 0 and lags[-1] > 0, lags  # the backlog waits on the stream, unacknowledged
         assert retries >= 2, retries  # backoff: a few retries in `seconds`, not a hot loop
         assert retries <= 4 + seconds, retries
@@ -97,6 +114,10 @@ async def outage(settings: Settings, redis_url: str, redis: aioredis.Redis, tmp_
             return await _status(session, readyz) == 200
 
         await wait_for(ready, "/readyz to be green again", 30, [worker])
+        # ... and answers from it again once it is back, on the same pool (no restart of the web app).
+        status, body = await _page(session, graphql, "")
+        assert status == 200 and "errors" not in body, body
+        assert len(body["data"]["validatorsConnection"]["edges"]) == 5, body
         assert worker.stop(30) == 0, worker.tail()
     finally:
         if worker.popen.poll() is None:
