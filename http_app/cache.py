@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from http_app.graphql import data
 from http_app.graphql.limits import SCHEMA_VERSION
 from http_app.keys import CACHE, DB_POOL
-from http_app.metrics import CACHE_LOOKUPS
+from http_app.metrics import CACHE_LOOKUP
 from http_app.principal import ADMIN_SYSTEM, ANONYMOUS
 from stream_app import live
 from stream_app.settings import Settings
@@ -46,8 +46,6 @@ WARM_DEBOUNCE = 1.0
 PEER_WAIT = 15.0
 STATS_FLUSH_SECONDS = 1.0
 REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
-
-_HIT_COUNTERS: dict[str, Any] = {}  # label children resolved once: hits are the hot path
 
 LocalKey = tuple[str, str, str | None, bytes]  # scope, query text, operation name, canonical variables
 
@@ -346,17 +344,13 @@ class ResponseCache:
     def _count(self, *, hit: bool, tier: str) -> None:
         if hit:
             self._hits += 1
-            counter = _HIT_COUNTERS.get(tier)
-            if counter is None:
-                counter = _HIT_COUNTERS[tier] = CACHE_LOOKUPS.labels(tier, "hit")
-            counter.inc()
+            CACHE_LOOKUP(tier, "hit")
         elif tier == "all":
             self._misses += 1
-            CACHE_LOOKUPS.labels(tier, "miss").inc()
-        if time.monotonic() - self._last_flush > STATS_FLUSH_SECONDS and (
-            self._flushing is None or self._flushing.done()
-        ):
-            self._last_flush = time.monotonic()
+            CACHE_LOOKUP(tier, "miss")
+        now = time.monotonic()
+        if now - self._last_flush > STATS_FLUSH_SECONDS and (self._flushing is None or self._flushing.done()):
+            self._last_flush = now
             self._flushing = asyncio.create_task(self.flush_stats())
 
     def _store_local(self, key: LocalKey, body: bytes, gz: bytes | None, generation: int) -> Entry:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-import uuid
+import os
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -11,6 +12,10 @@ from aiohttp.typedefs import Handler
 log = logging.getLogger("http_app")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+# Generated ids: a random per-process prefix and a counter (32 hex digits like a uuid4's, unique across
+# processes); uuid4() per request measured as ~4% of a cached answer's CPU.
+_ID_PREFIX = os.urandom(8).hex()
+_ids = itertools.count(1)
 
 
 def _request_id(request: web.Request) -> str:
@@ -18,7 +23,7 @@ def _request_id(request: web.Request) -> str:
     # Accept a caller's id only if it is short and printable, so logs cannot be forged with newlines.
     if 0 < len(given) <= 64 and given.isprintable():
         return given
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ids):016x}"
 
 
 @web.middleware

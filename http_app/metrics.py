@@ -47,18 +47,9 @@ GRAPHQL_REQUESTS = Counter(
     "outcome (ok, error, or the error code of a request refused before execution).",
     ["operation", "outcome"],
 )
-GRAPHQL_SECONDS = Histogram(
-    "solstake_graphql_request_seconds",
-    "Time to answer a GraphQL request over HTTP, by where the answer came from: local (process cache), "
-    "redis (shared cache) or no (executed).",
-    ["cached"],
-    buckets=FAST_BUCKETS,
-)
-CACHE_LOOKUPS = Counter(
-    "solstake_cache_lookups_total",
-    "GraphQL response-cache lookups, by tier (local process memory or redis) and result (hit or miss).",
-    ["tier", "result"],
-)
+# solstake_graphql_request_seconds{cached} and solstake_cache_lookups_total{tier,result} are on RED too.
+GRAPHQL_SECONDS = RED.answer_histogram
+CACHE_LOOKUP = RED.cache_lookup
 WS_CONNECTIONS = Counter(
     "solstake_ws_connections_total",
     "WebSocket connections accepted on /graphql, by subprotocol (graphql-transport-ws or graphql-ws).",

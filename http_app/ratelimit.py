@@ -7,24 +7,32 @@ refused request is not recorded, so hammering cannot grow the set), and reports 
 The same round trip can also answer two questions the request needs next, so the hot path costs one
 EVALSHA: is this token's `jti` on the logout deny-list, and what is in the response cache under a key.
 
+Requests of one client (same window key and token) that arrive in the same event-loop iteration share one
+EVALSHA asking for n slots: the script admits min(n, limit - used) of them, in order, exactly as n
+back-to-back calls would (refused ones still unrecorded), so a busy client costs Redis one script run per
+loop iteration instead of one per request.
+
 Redis unavailable: ordinary requests are let through without limit (`solstake_ratelimit_unavailable_total`
 {outcome="fail_open"} counts them); sign-in requests get 503 (`fail_closed`), since nonces need Redis anyway.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import itertools
 import math
 import os
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
 from http_app.access_metrics import RATE_LIMIT_REJECTIONS, RATE_LIMIT_UNAVAILABLE
@@ -42,12 +50,18 @@ local window = tonumber(ARGV[2])
 local log = KEYS[1]
 redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
 local used = redis.call('ZCARD', log)
+local wanted = tonumber(ARGV[6] or '1')
 local allowed = 0
 if used < limit then
-  redis.call('ZADD', log, now, ARGV[3])
+  allowed = math.min(wanted, limit - used)
+  local members = {now, ARGV[3]}
+  for i = 2, allowed do
+    members[#members + 1] = now
+    members[#members + 1] = ARGV[3] .. '.' .. i
+  end
+  redis.call('ZADD', log, unpack(members))
   redis.call('PEXPIRE', log, math.ceil(window / 1000))
-  used = used + 1
-  allowed = 1
+  used = used + allowed
 end
 local reset = window
 local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
@@ -59,7 +73,7 @@ if ARGV[4] == '1' then
   k = k + 1
 end
 local cached = false
-if ARGV[5] == '1' and allowed == 1 and revoked == 0 then cached = redis.call('GET', KEYS[k]) end
+if ARGV[5] == '1' and allowed > 0 and revoked == 0 then cached = redis.call('GET', KEYS[k]) end
 return {allowed, used, reset, now, revoked, cached}
 """
 
@@ -71,6 +85,13 @@ class Policy:
     name: str
     limit: int
     window: float  # seconds
+    # Header texts that never change, built once (Verdict.headers runs for every request).
+    limit_text: str = field(init=False, repr=False, compare=False)
+    policy_text: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limit_text", str(self.limit))
+        object.__setattr__(self, "policy_text", f'"{self.name}";q={self.limit};w={math.ceil(self.window)}')
 
 
 @dataclass(frozen=True)
@@ -109,13 +130,15 @@ class Verdict:
 
     def headers(self) -> dict[str, str]:
         """X-RateLimit-* as in the seed (Reset = epoch milliseconds) and the IETF draft's fields (delta seconds)."""
+        policy = self.policy
+        remaining = max(0, policy.limit - self.used)
         reset_delta = max(0, math.ceil(self.reset_seconds))
         return {
-            "X-RateLimit-Limit": str(self.policy.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Limit": policy.limit_text,
+            "X-RateLimit-Remaining": str(remaining),
             "X-RateLimit-Reset": str(int((self.redis_now + self.reset_seconds) * 1000)),
-            "RateLimit-Policy": f'"{self.policy.name}";q={self.policy.limit};w={math.ceil(self.policy.window)}',
-            "RateLimit": f'"{self.policy.name}";r={self.remaining};t={reset_delta}',
+            "RateLimit-Policy": policy.policy_text,
+            "RateLimit": f'"{policy.name}";r={remaining};t={reset_delta}',
         }
 
 
@@ -124,6 +147,39 @@ def _window_key(prefix: str, policy: str, client: str) -> str:
     """Hashed, so client addresses are not readable in Redis and every key has the same short length."""
     digest = hashlib.blake2b(client.encode(), digest_size=16).hexdigest()
     return f"{prefix}:rl:{policy}:{digest}"
+
+
+# Most requests one shared EVALSHA asks slots for (a bound on the script's ZADD arguments).
+MAX_BATCH = 512
+
+
+class _Batch:
+    """Requests of one client waiting for the same EVALSHA; each waiter has its own future (cancelling one
+    request must not cancel the others)."""
+
+    __slots__ = ("args", "asks_revocation", "policy", "waiters")
+
+    def __init__(self, args: list[Any], policy: Policy, asks_revocation: bool) -> None:
+        self.args = args
+        self.policy = policy
+        self.asks_revocation = asks_revocation
+        self.waiters: list[asyncio.Future[Verdict]] = []
+
+    def settle(self, reply: Any = None, error: BaseException | None = None) -> None:
+        if error is None:
+            admitted, used_after, reset_us, now_us, revoked = reply[:5]
+            reset_seconds, redis_now = int(reset_us) / 1_000_000, int(now_us) / 1_000_000
+            revoked_flag = bool(revoked) if self.asks_revocation else None
+            first_used = used_after - admitted + 1
+        for index, waiter in enumerate(self.waiters):
+            if waiter.done():
+                continue
+            if error is not None:
+                waiter.set_exception(error)
+                continue
+            allowed = index < admitted  # the script admitted the first `admitted`, in arrival order
+            waiter.set_result(Verdict(self.policy, allowed, first_used + index if allowed else used_after,
+                                      reset_seconds, redis_now, revoked_flag, None))
 
 
 class SlidingWindowLimiter:
@@ -137,6 +193,9 @@ class SlidingWindowLimiter:
         # Members must be unique per admitted request; a process tag + counter is cheaper than uuid4.
         self._tag = os.urandom(6).hex()
         self._counter = itertools.count()
+        self._open: dict[tuple[str, str | None, int, float], _Batch] = {}  # joinable in this loop iteration
+        self._queued: list[_Batch] = []
+        self._tasks: set[asyncio.Future[None]] = set()
 
     def key(self, policy: Policy, client: str) -> str:
         return _window_key(self._prefix, policy.name, client)
@@ -151,7 +210,10 @@ class SlidingWindowLimiter:
         (default; a large value never passes through Lua, which costs Redis a copy) or read by the script
         itself (`cache_in_script`; nothing is read for a refused or revoked request).
         """
-        keys = [self.key(policy, client)]
+        window_key = self.key(policy, client)
+        if self._line is not None and cache_key is None:
+            return await self._shared_hit(policy, window_key, revocation_key)
+        keys = [window_key]
         if revocation_key is not None:
             keys.append(revocation_key)
         in_script = cache_key is not None and cache_in_script
@@ -159,7 +221,7 @@ class SlidingWindowLimiter:
             keys.append(cache_key)  # type: ignore[arg-type]
         member = f"{self._tag}:{next(self._counter)}"
         args: list[int | str] = [policy.limit, int(policy.window * 1_000_000), member,
-                                 int(revocation_key is not None), int(in_script)]
+                                 int(revocation_key is not None), int(in_script), 1]
         if self._line is not None:
             reply, cached = await self._on_line(self._line, keys, args, None if in_script else cache_key)
             if in_script:
@@ -179,6 +241,72 @@ class SlidingWindowLimiter:
             revoked=bool(revoked) if revocation_key is not None else None,
             cached=cached if allowed and not revoked else None,
         )
+
+    # ---- one EVALSHA for the requests of one client in one loop iteration ---------------------------------
+    def _shared_hit(self, policy: Policy, window_key: str, revocation_key: str | None) -> asyncio.Future[Verdict]:
+        group = (window_key, revocation_key, policy.limit, policy.window)
+        batch = self._open.get(group)
+        if batch is None or len(batch.waiters) >= MAX_BATCH:
+            keys = [window_key] if revocation_key is None else [window_key, revocation_key]
+            member = f"{self._tag}:{next(self._counter)}"
+            args: list[Any] = [self._script.sha, len(keys), *keys, policy.limit, int(policy.window * 1_000_000),
+                               member, int(revocation_key is not None), 0, 0]
+            batch = self._open[group] = _Batch(args, policy, revocation_key is not None)
+            if not self._queued:
+                asyncio.get_running_loop().call_soon(self._send_batches)
+            self._queued.append(batch)
+        waiter: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        batch.waiters.append(waiter)
+        return waiter
+
+    def _send_batches(self) -> None:
+        """Runs once per loop iteration with requests waiting: one EVALSHA per batch, all in one write."""
+        batches, self._queued = self._queued, []
+        self._open.clear()
+        line = self._line
+        assert line is not None
+        for batch in batches:
+            batch.args[-1] = len(batch.waiters)  # ARGV[6]: how many slots
+            sent = line.send_nowait("EVALSHA", *batch.args)
+            if sent is None:  # not connected yet
+                self._background(self._send_slowly(line, batch))
+            else:
+                sent.add_done_callback(functools.partial(self._settle, line, batch))
+        line.flush()
+
+    def _settle(self, line: RedisLine, batch: _Batch, sent: asyncio.Future[Any]) -> None:
+        if sent.cancelled():
+            batch.settle(error=RedisConnectionError("Redis call cancelled"))
+            return
+        error = sent.exception()
+        if isinstance(error, NoScriptError):  # flushed or restarted Redis: load the script, ask again
+            self._background(self._send_slowly(line, batch, reload=True))
+        elif error is not None:
+            batch.settle(error=error)
+        else:
+            batch.settle(sent.result())
+
+    async def _send_slowly(self, line: RedisLine, batch: _Batch, *, reload: bool = False) -> None:
+        try:
+            for attempt in (1, 2):
+                if reload:
+                    await line.call("SCRIPT", "LOAD", SLIDING_WINDOW_LUA)
+                try:
+                    reply = await line.call("EVALSHA", *batch.args)
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    reload = True
+                    continue
+                batch.settle(reply)
+                return
+        except Exception as exc:  # every waiter gets the failure
+            batch.settle(error=exc)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)  # held until done (the loop keeps only weak references to tasks)
+        task.add_done_callback(self._tasks.discard)
 
     async def _on_line(
         self, line: RedisLine, keys: list[str], args: list[int | str], cache_key: str | None

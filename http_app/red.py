@@ -45,6 +45,10 @@ class RedRecorder(Collector):
         self.requests: dict[tuple[str, str, int], int] = {}
         self.seconds: dict[tuple[str, str], LoopHistogram] = {}
         self.graphql_seconds: dict[str, LoopHistogram] = {}
+        # solstake_graphql_request_seconds{cached} and solstake_cache_lookups_total{tier,result}: updated by
+        # every cached answer, so they live here too rather than behind prometheus-client's locks.
+        self.answer_seconds: dict[str, LoopHistogram] = {}
+        self.cache_lookups: dict[tuple[str, str], int] = {}
         self.in_flight = 0
         self.ws_active = 0
 
@@ -62,6 +66,17 @@ class RedRecorder(Collector):
         if hist is None:
             hist = self.graphql_seconds[operation_type] = LoopHistogram(self.bounds)
         hist.observe(elapsed)
+
+    def answer_histogram(self, cached: str) -> LoopHistogram:
+        """The latency histogram of answers from `cached` (local, redis, no); callers may keep it."""
+        hist = self.answer_seconds.get(cached)
+        if hist is None:
+            hist = self.answer_seconds[cached] = LoopHistogram(self.bounds)
+        return hist
+
+    def cache_lookup(self, tier: str, result: str, count: int = 1) -> None:
+        key = (tier, result)
+        self.cache_lookups[key] = self.cache_lookups.get(key, 0) + count
 
     def collect(self) -> Iterable[Metric]:
         requests = CounterMetricFamily(
@@ -86,6 +101,21 @@ class RedRecorder(Collector):
         for operation, hist in sorted(self.graphql_seconds.items()):
             graphql.add_metric([operation], hist.cumulative(), hist.sum)
         yield graphql
+        answers = HistogramMetricFamily(
+            "solstake_graphql_request_seconds",
+            "Time to answer a GraphQL request over HTTP, by where the answer came from: local (process cache), "
+            "redis (shared cache) or no (executed).",
+            labels=["cached"])
+        for cached, hist in sorted(self.answer_seconds.items()):
+            answers.add_metric([cached], hist.cumulative(), hist.sum)
+        yield answers
+        lookups = CounterMetricFamily(
+            "solstake_cache_lookups",
+            "GraphQL response-cache lookups, by tier (local process memory or redis) and result (hit or miss).",
+            labels=["tier", "result"])
+        for (tier, result), count in sorted(self.cache_lookups.items()):
+            lookups.add_metric([tier, result], count)
+        yield lookups
         in_flight = GaugeMetricFamily(
             "solstake_http_requests_in_flight",
             "HTTP requests being answered right now (open WebSocket sessions are counted apart).")

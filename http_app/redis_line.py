@@ -8,7 +8,9 @@ matched to a FIFO of futures.
 
 Failure rules: a connection error fails every waiting call with `redis.exceptions.ConnectionError`; a call
 that outlives `timeout` fails with `TimeoutError` and the connection is dropped (a late reply must never be
-matched to the next caller); the next call reconnects. Error replies raise ResponseError / NoScriptError.
+matched to the next caller; every call still waiting fails with it); the next call reconnects. The deadline
+is one timer per write, guarding its last reply (replies come in order), not one per call.
+Error replies raise ResponseError / NoScriptError.
 Only plain `redis://` URLs are handled (TLS, Unix sockets: use redis-py); `supports(url)` says which.
 """
 
@@ -93,10 +95,19 @@ class RedisLine:
 
     async def send(self, *args: str | int | float | bytes) -> asyncio.Future[Any]:
         """Write a command now, collect its reply later: sends issued back to back share one round trip."""
+        future = self.send_nowait(*args)
+        if future is None:
+            await self._connect()
+            future = self.send_nowait(*args)
+            if future is None:
+                raise RedisConnectionError("Redis connection lost while connecting")
+        return future
+
+    def send_nowait(self, *args: str | int | float | bytes) -> asyncio.Future[Any] | None:
+        """`send` without connecting: None when there is no open connection (then use `send`)."""
         protocol = self._protocol
         if protocol is None or protocol.transport is None or protocol.transport.is_closing():
-            protocol = await self._connect()
-        assert protocol.transport is not None
+            return None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self.waiting.append(future)
@@ -106,20 +117,34 @@ class RedisLine:
             loop.call_soon(self._flush)
         return future
 
+    def flush(self) -> None:
+        """Write what was sent so far now instead of at the end of this loop iteration."""
+        if self._unsent:
+            self._write()
+
     def _flush(self) -> None:
         """Everything sent during one loop iteration leaves in one write (one syscall for many requests)."""
         self._flush_scheduled = False
+        if self._unsent:
+            self._write()
+
+    def _write(self) -> None:
         unsent, self._unsent = self._unsent, []
         protocol = self._protocol
-        if unsent and protocol is not None and protocol.transport is not None:
+        if protocol is not None and protocol.transport is not None:
             protocol.transport.write(b"".join(unsent))
+            self._guard(self.waiting[-1])
+
+    def _guard(self, last: asyncio.Future[Any]) -> None:
+        """Fail everything still waiting if `last` (and so every earlier reply) is not in by the deadline."""
+        asyncio.get_running_loop().call_later(self.timeout, self._expire, last)
+
+    def _expire(self, last: asyncio.Future[Any]) -> None:
+        if not last.done():
+            self.drop(TimeoutError(f"Redis did not answer within {self.timeout:g} s"))
 
     async def reply(self, future: asyncio.Future[Any]) -> Any:
-        try:
-            return await asyncio.wait_for(future, self.timeout)
-        except TimeoutError:
-            self.drop(RedisConnectionError("an earlier Redis command timed out"))
-            raise
+        return await future  # bounded: the write that carried it set a deadline (`_guard`)
 
     def drop(self, error: Exception) -> None:
         """Close the connection and fail everything still waiting on it."""
@@ -162,4 +187,5 @@ class RedisLine:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.waiting.append(future)
         protocol.transport.write(hiredis.pack_command(cast(Any, args)))
+        self._guard(future)
         return future

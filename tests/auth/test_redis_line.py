@@ -117,3 +117,69 @@ def test_works_under_uvloop_too(redis_url: str) -> None:
             await line.close()
 
     assert uvloop.run(exercise()) == [f"u{i}".encode() for i in range(200)]
+
+
+async def test_one_clients_simultaneous_hits_share_one_script_run_and_stay_exact(own_redis: EmbeddedRedis) -> None:
+    client = aioredis.from_url(own_redis.url)
+    line = RedisLine(own_redis.url)
+    try:
+        limiter = SlidingWindowLimiter(client, "share", line)
+        policy = Policy("anonymous", 40, 900)
+        await limiter.hit(policy, "warm")  # connect and load the script outside the measured burst
+        before = (await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+        verdicts = await asyncio.gather(*(limiter.hit(policy, "busy") for _ in range(100)))
+        after = (await client.info("commandstats"))["cmdstat_evalsha"]["calls"]
+        assert after - before == 1  # one loop iteration, one client: one EVALSHA for all 100
+        # Exactly what 100 back-to-back calls answer: the first 40 admitted in order, the rest refused.
+        assert [v.allowed for v in verdicts] == [True] * 40 + [False] * 60
+        assert [v.used for v in verdicts[:40]] == list(range(1, 41))
+        assert [v.remaining for v in verdicts[:40]] == list(range(39, -1, -1))
+        assert all(v.remaining == 0 and 890 < v.reset_seconds <= 900 for v in verdicts[40:])
+        assert await client.zcard(limiter.key(policy, "busy")) == 40
+        # Two clients (or one client with and without a token) in one iteration: one script run each.
+        mixed = await asyncio.gather(limiter.hit(policy, "a"), limiter.hit(policy, "b"), limiter.hit(policy, "a"),
+                                     limiter.hit(policy, "a", revocation_key="share:revoked:j1"))
+        assert [(v.used, v.revoked) for v in mixed] == [(1, None), (1, None), (2, None), (3, False)]
+    finally:
+        await line.close()
+        await client.aclose()
+
+
+async def test_a_cancelled_request_does_not_fail_the_others_in_its_batch(own_redis: EmbeddedRedis) -> None:
+    client = aioredis.from_url(own_redis.url)
+    line = RedisLine(own_redis.url)
+    try:
+        limiter = SlidingWindowLimiter(client, "cancel", line)
+        policy = Policy("anonymous", 10, 900)
+        await limiter.hit(policy, "warm")
+        tasks = [asyncio.ensure_future(limiter.hit(policy, "c")) for _ in range(3)]
+        await asyncio.sleep(0)  # all three joined one batch
+        tasks[1].cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(done[1], asyncio.CancelledError)
+        assert isinstance(done[0].used, int) and done[0].allowed and done[2].allowed  # type: ignore[union-attr]
+        # The cancelled request's slot was taken in Redis (it was asked for), never over the limit.
+        assert await client.zcard(limiter.key(policy, "c")) == 3
+    finally:
+        await line.close()
+        await client.aclose()
+
+
+async def test_a_batch_fails_as_a_whole_when_redis_does_not_answer(own_redis: EmbeddedRedis) -> None:
+    client = aioredis.from_url(own_redis.url)
+    line = RedisLine(own_redis.url, timeout=0.3)
+    try:
+        limiter = SlidingWindowLimiter(client, "slow", line)
+        policy = Policy("anonymous", 10, 900)
+        await limiter.hit(policy, "warm")
+        sleeper = aioredis.from_url(own_redis.url)
+        blocked = asyncio.ensure_future(sleeper.execute_command("DEBUG", "SLEEP", "0.6"))
+        await asyncio.sleep(0.05)
+        results = await asyncio.gather(*(limiter.hit(policy, "s") for _ in range(5)), return_exceptions=True)
+        assert all(isinstance(r, TimeoutError) for r in results)
+        await blocked
+        await sleeper.aclose()
+        assert (await limiter.hit(policy, "s")).allowed  # reconnected
+    finally:
+        await line.close()
+        await client.aclose()
