@@ -33,20 +33,6 @@ log = logging.getLogger(__name__)
 PAUSED_BLOCK_MS = 20
 
 
-class RedisRecord:
-    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
-
-    def __init__(self, topic: str, partition: int, offset: int, timestamp: int, key: bytes | None,
-                 value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.timestamp = timestamp
-        self.key = key
-        self.value = value
-        self.headers = headers
-
-
 def entry_offset(entry_id: bytes) -> int:
     """`b"42-1"` -> 42 (the millisecond part of the stream id is the offset)."""
     return int(entry_id.partition(b"-")[0])
@@ -268,7 +254,7 @@ class Consumer(base.Consumer):
         self._backoff = 0.0
         return records
 
-    async def _read(self, tps: list[TP], timeout: float) -> dict[TP, list[RedisRecord]]:  # noqa: ASYNC109
+    async def _read(self, tps: list[TP], timeout: float) -> dict[TP, list[ConsumerMessage]]:  # noqa: ASYNC109
         keys = self.transport.keys
         options = self.transport.options
         # positions may have been dropped by a rebalance while we awaited
@@ -285,18 +271,20 @@ class Consumer(base.Consumer):
             # blocked XREAD cannot notice: while any are paused, poll the others (often only empty ones such
             # as the assignor's leader topic) briefly instead of stalling the paused ones for `block_ms`.
             block = min(block, PAUSED_BLOCK_MS)
+        # the transport's client returns XREAD replies raw (`Transport._new_client`): parsed straight into messages
         reply: Any = await self.transport.client.xread(streams, count=options.fetch_count, block=block)
-        records: dict[TP, list[RedisRecord]] = {}
+        records: dict[TP, list[ConsumerMessage]] = {}
         if not reply:
             return records
+        stamp = self.app.consumer_generation_id  # what getmany stamps them with, unless it changes
         assigned = self.assignment()
         lean = self.lean_recovery
-        for key, entries in reply:
+        for key, entries in (reply.items() if isinstance(reply, dict) else reply):  # RESP3 map or RESP2 pairs
             tp = by_key[key]
             # a revoke or a seek while XREAD was blocked makes this batch stale
             if not entries or tp not in assigned or self._positions.get(tp) != requested[tp]:
                 continue
-            batch = [_record(tp, entry_id, fields) for entry_id, fields in entries]
+            batch = [_message(tp, entry_id, fields, stamp) for entry_id, fields in entries]
             last = batch[-1].offset
             self._positions[tp] = last + 1
             if last + 1 > self._highwaters.get(tp, 0):
@@ -450,22 +438,10 @@ class Consumer(base.Consumer):
             unset_flag(base.CONSUMER_FETCHING)
 
     def _to_message(self, tp: TP, record: Any) -> ConsumerMessage:
-        rec = cast(RedisRecord, record)
-        return ConsumerMessage(
-            rec.topic,
-            rec.partition,
-            rec.offset,
-            rec.timestamp / 1000.0,
-            0,
-            rec.headers,
-            rec.key,
-            rec.value,
-            None,
-            len(rec.key) if rec.key is not None else 0,
-            len(rec.value) if rec.value is not None else 0,
-            tp,
-            generation_id=self.app.consumer_generation_id,
-        )
+        """`_read` already built the message: stamp the generation, as upstream does when it builds it here."""
+        message = cast(ConsumerMessage, record)
+        message.generation_id = self.app.consumer_generation_id
+        return message
 
     # --- commits -------------------------------------------------------------------------------------------
 
@@ -497,16 +473,36 @@ class Consumer(base.Consumer):
                 delay = min(delay * 2, 2.0)
 
 
-def _record(tp: TP, entry_id: bytes, fields: Mapping[bytes, bytes]) -> RedisRecord:
-    return RedisRecord(
+def _message(tp: TP, entry_id: bytes, fields: list[bytes], generation: int) -> ConsumerMessage:
+    """A stream entry (`ts`, `k`, `v`, `h` as the produce script writes them; `k`/`v` absent = None) as a message."""
+    timestamp = 0
+    key = value = None
+    headers: list[tuple[str, bytes]] = []
+    pairs = iter(fields)
+    for name, raw in zip(pairs, pairs, strict=True):
+        if name == b"v":
+            value = raw
+        elif name == b"k":
+            key = raw
+        elif name == b"ts":
+            timestamp = int(raw)
+        elif name == b"h":
+            headers = decode_headers(raw)
+    return ConsumerMessage(
         tp.topic,
         tp.partition,
-        entry_offset(entry_id),
-        int(fields.get(b"ts", 0)),
-        fields.get(b"k"),
-        fields.get(b"v"),
-        decode_headers(fields.get(b"h")),
+        int(entry_id.partition(b"-")[0]),
+        timestamp / 1000.0,
+        0,
+        headers,
+        key,
+        value,
+        None,
+        len(key) if key is not None else 0,
+        len(value) if value is not None else 0,
+        tp,
+        generation_id=generation,
     )
 
 
-__all__ = ["Consumer", "ConsumerT", "RedisRecord", "parse_tp_field"]
+__all__ = ["Consumer", "ConsumerT", "parse_tp_field"]

@@ -27,11 +27,11 @@ from collections.abc import Sequence
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from faust.types import TP
+from faust.types import TP, ConsumerMessage
 from faust.utils.tracing import finish_span
 
 if TYPE_CHECKING:
-    from .consumer import Consumer, RedisRecord
+    from .consumer import Consumer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class LeanRecovery:
             return None
         return channel
 
-    async def apply_batch(self, tp: TP, channel: Any, records: Sequence[RedisRecord]) -> None:
+    async def apply_batch(self, tp: TP, channel: Any, records: Sequence[ConsumerMessage]) -> None:
         app: Any = self.app
         recovery = app.tables.recovery
         table = recovery.tp_to_table[tp]

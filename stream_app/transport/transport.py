@@ -71,7 +71,7 @@ class Transport(base.Transport):
         return client
 
     def _new_client(self, options: TransportOptions) -> aioredis.Redis:
-        return aioredis.from_url(
+        client = aioredis.from_url(
             self.redis_url,
             socket_timeout=options.socket_timeout,
             socket_connect_timeout=5.0,
@@ -80,6 +80,10 @@ class Transport(base.Transport):
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=2),
             decode_responses=False,
         )
+        # XREAD replies stay raw: the consumer turns entries into messages itself (redis-py would first build a
+        # dict per entry and convert RESP3's map to the RESP2 layout)
+        client.set_response_callback("XREAD", _raw_reply)
+        return client
 
     async def close_clients(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
@@ -106,9 +110,14 @@ class Transport(base.Transport):
         if consumer is None or not self.options.fence_changelogs:
             return ""
         generation = consumer.coordinator.generation
-        if generation < 0 or topic not in self.app.tables.changelog_topics:
+        tables: Any = self.app.tables
+        if generation < 0 or topic not in tables._changelogs:  # `changelog_topics` copies a set per call
             return ""
         return str(generation)
+
+
+def _raw_reply(response: Any, **options: Any) -> Any:
+    return response
 
 
 def _channels(app: AppT) -> Iterable[Any]:
