@@ -36,10 +36,10 @@ class _Record:
         if not isinstance(data, dict):
             raise RecordError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
         kwargs: dict[str, Any] = {}
-        for f in fields(cls):  # type: ignore[arg-type]
-            if f.name not in data:
+        for name in _field_names(cls):
+            if name not in data:
                 continue  # the dataclass default applies, or the constructor reports the missing field
-            kwargs[f.name] = cls._coerce(f.name, data[f.name])
+            kwargs[name] = cls._coerce(name, data[name])
         try:
             return cls(**kwargs)
         except TypeError as exc:
@@ -51,6 +51,22 @@ class _Record:
             width = cls._tuple_fields[name]
             return tuple(tuple(item) if width else item for item in value)
         return value
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """`dataclasses.fields` names, computed once per class (it rebuilds a tuple on every call)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def record_fields(record: Any) -> dict[str, Any]:
+    """A shallow dict of a record's fields (the values are shared, not copied)."""
+    return {name: getattr(record, name) for name in _field_names(type(record))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,3 +186,6 @@ class ScoreEvent(_Record):
     record: dict[str, Any] | None = None  # the ValidatorRecord it was computed from (for the sink)
     failed: bool = False  # scoring raised: counted as a failure of the run
     error: str | None = None
+    # False when the record did not move the scoring state (a replay, or older than the state): the sink
+    # then never changes a stored result with it (an older run re-scored against a newer state differs).
+    applied: bool = True

@@ -7,6 +7,8 @@ exact and nothing disappears silently.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 
 from stream_app.records import ClusterContext, ScoreEvent, ValidatorRecord
@@ -38,7 +40,7 @@ def score_step(raw_state: bytes | None, record: ValidatorRecord,
     except (ValueError, TypeError, ArithmeticError, KeyError) as exc:
         return fail(f"{type(exc).__name__}: {exc}")
     if not breakdown.applied:
-        return None, breakdown.to_score_event(record)
+        return None, replace(breakdown.to_score_event(record), applied=False)
     new_raw = _exact(orjson.dumps(state_to_dict(new_state), option=orjson.OPT_NON_STR_KEYS))
     return new_raw, breakdown.to_score_event(record)
 

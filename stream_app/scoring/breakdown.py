@@ -8,10 +8,10 @@ Dict keys are the public contract (PostgreSQL jsonb and GraphQL):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
-from stream_app.records import ScoreEvent, ValidatorRecord
+from stream_app.records import ScoreEvent, ValidatorRecord, record_fields
 
 Raw = float | int | str | None
 
@@ -131,5 +131,5 @@ class ScoreBreakdown:
             events=[e.to_dict() for e in self.events],
             uptime=self.uptime,
             # Shallow: the record is frozen, and dataclasses.asdict's deep copy dominated the cost.
-            record={f.name: getattr(record, f.name) for f in fields(record)},
+            record=record_fields(record),
         )

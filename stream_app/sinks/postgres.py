@@ -32,7 +32,7 @@ CREATE TEMP TABLE IF NOT EXISTS stage_validators (
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_scores (
     run_id text, vote_account text, score double precision, confidence double precision,
-    components text, penalties text, scoring_version text, epoch integer
+    components text, penalties text, scoring_version text, epoch integer, applied boolean
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_failures (run_id text, vote_account text, error text) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_history (
@@ -53,7 +53,7 @@ _COLUMNS = {
                          "version", "gossip_ip", "authorized_withdrawer", "epoch", "score", "run_id",
                          "observed_at"),
     "stage_scores": ("run_id", "vote_account", "score", "confidence", "components", "penalties",
-                     "scoring_version", "epoch"),
+                     "scoring_version", "epoch", "applied"),
     "stage_failures": ("run_id", "vote_account", "error"),
     "stage_history": ("vote_account", "epoch", "credits", "commission", "activated_stake", "leader_slots",
                       "blocks_produced", "delinquent", "observed_run_id"),
@@ -61,6 +61,28 @@ _COLUMNS = {
     "stage_commission": ("vote_account", "epoch", "kind", "old_commission", "new_commission",
                          "applied_commission", "run_id", "details"),
 }
+
+# Events whose (run, validator) already has its stored result, which they must leave as it is: a score row
+# they would rewrite with the same values, or with values computed from a state that had moved on (a
+# record of an older run replayed after a newer one: `applied` false), or a failure after any stored
+# result. Such a replay writes nothing at all (no history observation, no validator update, no
+# announcement). An applied event with different values is a real change and still rewrites its row.
+_FIND_REPLAYS = """
+SELECT s.run_id, s.vote_account
+  FROM stage_scores s
+  JOIN validators v ON v.vote_account = s.vote_account
+  JOIN trust_scores t ON t.validator_id = v.id AND t.scoring_run_id = s.run_id::uuid
+ WHERE NOT s.applied
+    OR (t.score, t.confidence, t.components, t.penalties, t.scoring_version, t.epoch) IS NOT DISTINCT FROM
+       (s.score, s.confidence, s.components::jsonb, s.penalties::jsonb, s.scoring_version, s.epoch)
+UNION ALL
+SELECT f.run_id, f.vote_account
+  FROM stage_failures f
+ WHERE EXISTS (SELECT 1 FROM scoring_failures x
+                WHERE x.scoring_run_id = f.run_id::uuid AND x.vote_account = f.vote_account)
+    OR EXISTS (SELECT 1 FROM trust_scores t JOIN validators v ON v.id = t.validator_id
+                WHERE t.scoring_run_id = f.run_id::uuid AND v.vote_account = f.vote_account)
+"""
 
 _ENSURE_RUNS = """
 INSERT INTO scoring_runs (id, epoch)
@@ -154,6 +176,16 @@ ON CONFLICT (validator_id, epoch) DO UPDATE SET
         AND EXCLUDED.last_run_id IS DISTINCT FROM h.last_run_id THEN EXCLUDED.delinquent_observations ELSE 0 END,
     last_run_id = coalesce(EXCLUDED.last_run_id, h.last_run_id),
     updated_at = now()
+-- Most rows of a batch are past epochs seen again unchanged: skip them instead of writing a new row version.
+-- (The observation counters only move when last_run_id does.)
+WHERE (greatest(h.credits, EXCLUDED.credits), coalesce(h.commission_first, EXCLUDED.commission_first),
+       coalesce(EXCLUDED.commission_last, h.commission_last), least(h.commission_min, EXCLUDED.commission_min),
+       greatest(h.commission_max, EXCLUDED.commission_max), coalesce(EXCLUDED.activated_stake, h.activated_stake),
+       greatest(h.leader_slots, EXCLUDED.leader_slots), greatest(h.blocks_produced, EXCLUDED.blocks_produced),
+       coalesce(EXCLUDED.last_run_id, h.last_run_id))
+      IS DISTINCT FROM
+      (h.credits, h.commission_first, h.commission_last, h.commission_min, h.commission_max, h.activated_stake,
+       h.leader_slots, h.blocks_produced, h.last_run_id)
 """
 
 _UPSERT_APPLIED = """
@@ -161,6 +193,7 @@ INSERT INTO validator_epoch_history AS h (validator_id, epoch, commission_applie
 SELECT v.id, s.epoch, s.commission FROM stage_applied s JOIN validators v ON v.vote_account = s.vote_account
 ON CONFLICT (validator_id, epoch) DO UPDATE SET commission_applied = EXCLUDED.commission_applied,
                                                updated_at = now()
+WHERE h.commission_applied IS DISTINCT FROM EXCLUDED.commission_applied
 """
 
 _INSERT_COMMISSION_EVENTS = """
@@ -202,37 +235,58 @@ async def _copy(conn: asyncpg.Connection, table: str, rows: Sequence[tuple[Any, 
         await conn.copy_records_to_table(table, records=rows, columns=_COLUMNS[table])
 
 
-async def write_rows(conn: asyncpg.Connection, rows: BatchRows) -> PersistResult:
-    """Merge staged rows in one transaction on `conn`."""
-    result = PersistResult(scored=rows.scored, epochs=rows.runs, stored=len(rows.scores),
-                           failed=len(rows.failures), rejected=len(rows.rejected))
-    if not rows.runs:
-        return result
+async def write_rows(conn: asyncpg.Connection, events: Sequence[ScoreEvent],
+                     rows: BatchRows | None = None) -> PersistResult:
+    """Merge a batch in one transaction on `conn`; `rows` is `plan_batch(events)` when already planned.
+
+    Replayed events (see _FIND_REPLAYS) are left out, so a batch of nothing but replays changes nothing
+    and reports nothing (`scored` only names the pairs actually written).
+    """
+    planned = rows if rows is not None else plan_batch(events)
+    rejected = len(planned.rejected)
+    if not planned.runs:
+        return PersistResult(rejected=rejected)
     async with conn.transaction():
         await conn.execute(_STAGING)
-        run_ids = sorted(rows.runs)
-        await conn.execute(_ENSURE_RUNS, run_ids, [rows.runs[r] for r in run_ids])
-        for table, data in (("stage_validators", rows.validators), ("stage_scores", rows.scores),
-                            ("stage_failures", rows.failures), ("stage_history", rows.history),
-                            ("stage_applied", rows.applied), ("stage_commission", rows.commission_events)):
-            await _copy(conn, table, data)
-        await conn.execute(_UPSERT_VALIDATORS)
-        if rows.scores:
-            await conn.execute(_DROP_SUPERSEDED_FAILURES)
-            await conn.execute(_UPSERT_SCORES)
-        if rows.failures:
-            await conn.execute(_INSERT_FAILURES)
-        if rows.history:
-            await conn.execute(_UPSERT_HISTORY)
-        if rows.applied:
-            await conn.execute(_UPSERT_APPLIED)
-        if rows.commission_events:
-            result.commission_events = [
-                {"vote_pubkey": r["vote_pubkey"], "epoch": r["epoch"], "kind": r["kind"],
-                 "old_commission": r["old_commission"], "new_commission": r["new_commission"]}
-                for r in await conn.fetch(_INSERT_COMMISSION_EVENTS)
-            ]
-        result.runs = await recount(conn, run_ids)
+        await _copy(conn, "stage_scores", planned.scores)
+        await _copy(conn, "stage_failures", planned.failures)
+        replays = {(r["run_id"], r["vote_account"]) for r in await conn.fetch(_FIND_REPLAYS)}
+        if replays:
+            planned = plan_batch(events, skip=replays)
+            await conn.execute("DELETE FROM stage_scores; DELETE FROM stage_failures")
+            if not planned.runs:
+                return PersistResult(rejected=rejected)
+            await _copy(conn, "stage_scores", planned.scores)
+            await _copy(conn, "stage_failures", planned.failures)
+        return await _merge(conn, planned, rejected)
+
+
+async def _merge(conn: asyncpg.Connection, rows: BatchRows, rejected: int) -> PersistResult:
+    result = PersistResult(scored=rows.scored, epochs=rows.runs, stored=len(rows.scores),
+                           failed=len(rows.failures), rejected=rejected)
+    run_ids = sorted(rows.runs)
+    await conn.execute(_ENSURE_RUNS, run_ids, [rows.runs[r] for r in run_ids])
+    for table, data in (("stage_validators", rows.validators), ("stage_history", rows.history),
+                        ("stage_applied", rows.applied), ("stage_commission", rows.commission_events)):
+        await _copy(conn, table, data)
+    # The merges take no parameters: one round trip for all of them (simple query protocol, in order).
+    merges = [_UPSERT_VALIDATORS]
+    if rows.scores:
+        merges += [_DROP_SUPERSEDED_FAILURES, _UPSERT_SCORES]
+    if rows.failures:
+        merges.append(_INSERT_FAILURES)
+    if rows.history:
+        merges.append(_UPSERT_HISTORY)
+    if rows.applied:
+        merges.append(_UPSERT_APPLIED)
+    await conn.execute(";\n".join(merges))
+    if rows.commission_events:
+        result.commission_events = [
+            {"vote_pubkey": r["vote_pubkey"], "epoch": r["epoch"], "kind": r["kind"],
+             "old_commission": r["old_commission"], "new_commission": r["new_commission"]}
+            for r in await conn.fetch(_INSERT_COMMISSION_EVENTS)
+        ]
+    result.runs = await recount(conn, run_ids)
     return result
 
 
@@ -242,7 +296,7 @@ async def persist_scores(pool: asyncpg.Pool, events: Sequence[ScoreEvent]) -> Pe
     for event, why in rows.rejected:
         log.error("dropping a score event that cannot belong to any run (%s): %r", why, event.vote_pubkey)
     async with pool.acquire() as conn:
-        return await write_rows(conn, rows)
+        return await write_rows(conn, events, rows)
 
 
 async def announce(redis: aioredis.Redis, prefix: str, result: PersistResult) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +92,8 @@ class BatchRows:
     #  activated_stake, uptime, delinquent, version, gossip_ip, authorized_withdrawer, epoch, score, run_id,
     #  observed_at)
     validators: list[tuple[Any, ...]] = field(default_factory=list)
-    # (run_id, vote_account, score, confidence, components_json, penalties_json, scoring_version, epoch)
+    # (run_id, vote_account, score, confidence, components_json, penalties_json, scoring_version, epoch,
+    #  applied)
     scores: list[tuple[Any, ...]] = field(default_factory=list)
     # (run_id, vote_account, error)
     failures: list[tuple[Any, ...]] = field(default_factory=list)
@@ -161,15 +162,18 @@ def _event_rows(event: ScoreEvent) -> list[tuple[Any, ...]]:
     return out
 
 
-def plan_batch(events: Iterable[ScoreEvent]) -> BatchRows:
-    """Stage rows for a batch. A later event for the same (run, validator) replaces an earlier one."""
+def plan_batch(events: Iterable[ScoreEvent], skip: Collection[tuple[str, str]] = ()) -> BatchRows:
+    """Stage rows for a batch. A later event for the same (run, validator) replaces an earlier one.
+
+    `skip`: (run_id, vote_pubkey) pairs whose stored result must stay as it is (replays).
+    """
     rows = BatchRows()
     latest: dict[tuple[str, str], ScoreEvent] = {}
     for event in events:
         why = _unkeyable(event)
         if why:
             rows.rejected.append((event, why))
-        else:
+        elif (event.run_id, event.vote_pubkey) not in skip:
             latest[(event.run_id, event.vote_pubkey)] = event
     validators: dict[str, tuple[Any, ...]] = {}
     history: dict[tuple[str, int], tuple[Any, ...]] = {}
@@ -183,7 +187,7 @@ def plan_batch(events: Iterable[ScoreEvent]) -> BatchRows:
             rows.failures.append((run_id, vote, why[:2000]))
         else:
             rows.scores.append((run_id, vote, score, float(event.confidence), components, penalties,
-                                str(event.scoring_version), event.epoch))
+                                str(event.scoring_version), event.epoch, event.applied is not False))
         candidate = _validator_row(event, rec, score)
         current = validators.get(vote)
         # Several runs of one validator in one batch: the newest observation describes it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -184,3 +185,53 @@ async def test_a_run_with_cluster_totals_past_64_bits_is_stored(db_pool: asyncpg
         assert await open_run(conn, header(run, 1), ctx)
     stored = await db_pool.fetchval("SELECT cluster_context->>'total_active_stake' FROM scoring_runs")
     assert int(stored) == 2**70
+
+
+async def _table_rows(pool: asyncpg.Pool) -> dict[str, list[str]]:
+    return {t: sorted(str(tuple(r)) for r in await pool.fetch(f"SELECT * FROM {t}"))
+            for t in ("trust_scores", "scoring_failures", "validator_epoch_history", "commission_events")}
+
+
+async def test_replayed_events_change_no_row_and_report_nothing_to_announce(db_pool: asyncpg.Pool) -> None:
+    old, new = new_run_id(), new_run_id()
+    async with db_pool.acquire() as conn:
+        await open_run(conn, header(old, 3, started_at=1000.0))
+        await open_run(conn, header(new, 3, started_at=2000.0))
+    old_events = [score_event(old, i, observed_at=1000.0) for i in range(3)]
+    new_events = [score_event(new, i, observed_at=2000.0) for i in range(3)]
+    await persist_scores(db_pool, old_events)
+    await persist_scores(db_pool, new_events)
+    stored = await _table_rows(db_pool)
+    # The older run re-scored against the newer state (applied=False): other values, same pairs.
+    rescored = [replace(e, confidence=0.5, applied=False) for e in old_events]
+    for batch in (old_events, rescored, new_events + rescored, old_events[:1] + new_events[2:]):
+        result = await persist_scores(db_pool, batch)
+        assert (result.scored, result.stored, result.live_events()) == ({}, 0, [])
+        assert await _table_rows(db_pool) == stored
+    # A replayed failure after a score is a replay too; a changed applied score is a real change.
+    assert (await persist_scores(db_pool, [score_event(new, 0, failed=True)])).live_events() == []
+    changed = await persist_scores(db_pool, [replace(new_events[1], score=12.5), *old_events])
+    assert changed.scored == {new: [new_events[1].vote_pubkey]} and changed.stored == 1
+    assert [e["type"] for e in changed.live_events()] == ["scores"]
+    assert await db_pool.fetchval(
+        "SELECT t.score FROM trust_scores t JOIN validators v ON v.id = t.validator_id "
+        "WHERE t.scoring_run_id = $1 AND v.vote_account = $2", new, new_events[1].vote_pubkey) == 12.5
+    assert await db_pool.fetchval("SELECT sum(observations) FROM validator_epoch_history") == 6
+
+
+async def test_history_rows_change_only_when_a_value_does(db_pool: asyncpg.Pool) -> None:
+    first, second = new_run_id(), new_run_id()
+    async with db_pool.acquire() as conn:
+        await open_run(conn, header(first, 1, started_at=1000.0))
+        await open_run(conn, header(second, 1, started_at=2000.0))
+    await persist_scores(db_pool, [score_event(first, 0, observed_at=1000.0, commission=5)])
+    query = ("SELECT epoch, credits, commission_first, commission_last, commission_min, commission_max, "
+             "observations, updated_at FROM validator_epoch_history ORDER BY epoch")
+    before = await db_pool.fetch(query)
+    await persist_scores(db_pool, [score_event(second, 0, observed_at=2000.0, commission=9,
+                                               leader_slots=44, blocks_produced=41)])
+    past, current = await db_pool.fetch(query)
+    assert past == before[0]  # the finished epoch seen again unchanged: not rewritten (same updated_at)
+    assert (current["commission_first"], current["commission_last"], current["commission_min"],
+            current["commission_max"], current["observations"]) == (5, 9, 5, 9, 2)
+    assert current["updated_at"] > before[1]["updated_at"]
