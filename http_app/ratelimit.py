@@ -155,17 +155,18 @@ MAX_BATCH = 512
 
 class _Batch:
     """Requests of one client waiting for the same EVALSHA; each waiter has its own future (cancelling one
-    request must not cancel the others)."""
+    request must not cancel the others) and, optionally, the cache key whose GET rides in the same write."""
 
-    __slots__ = ("args", "asks_revocation", "policy", "waiters")
+    __slots__ = ("args", "asks_revocation", "cache_keys", "policy", "waiters")
 
     def __init__(self, args: list[Any], policy: Policy, asks_revocation: bool) -> None:
         self.args = args
         self.policy = policy
         self.asks_revocation = asks_revocation
         self.waiters: list[asyncio.Future[Verdict]] = []
+        self.cache_keys: list[str | None] = []
 
-    def settle(self, reply: Any = None, error: BaseException | None = None) -> None:
+    def settle(self, reply: Any = None, cached: list[Any] | None = None, error: BaseException | None = None) -> None:
         if error is None:
             admitted, used_after, reset_us, now_us, revoked = reply[:5]
             reset_seconds, redis_now = int(reset_us) / 1_000_000, int(now_us) / 1_000_000
@@ -178,8 +179,9 @@ class _Batch:
                 waiter.set_exception(error)
                 continue
             allowed = index < admitted  # the script admitted the first `admitted`, in arrival order
+            body = cached[index] if cached is not None and allowed and not revoked else None
             waiter.set_result(Verdict(self.policy, allowed, first_used + index if allowed else used_after,
-                                      reset_seconds, redis_now, revoked_flag, None))
+                                      reset_seconds, redis_now, revoked_flag, body))
 
 
 class SlidingWindowLimiter:
@@ -211,8 +213,8 @@ class SlidingWindowLimiter:
         itself (`cache_in_script`; nothing is read for a refused or revoked request).
         """
         window_key = self.key(policy, client)
-        if self._line is not None and cache_key is None:
-            return await self._shared_hit(policy, window_key, revocation_key)
+        if self._line is not None and not (cache_key is not None and cache_in_script):
+            return await self._shared_hit(policy, window_key, revocation_key, cache_key)
         keys = [window_key]
         if revocation_key is not None:
             keys.append(revocation_key)
@@ -243,7 +245,8 @@ class SlidingWindowLimiter:
         )
 
     # ---- one EVALSHA for the requests of one client in one loop iteration ---------------------------------
-    def _shared_hit(self, policy: Policy, window_key: str, revocation_key: str | None) -> asyncio.Future[Verdict]:
+    def _shared_hit(self, policy: Policy, window_key: str, revocation_key: str | None,
+                    cache_key: str | None) -> asyncio.Future[Verdict]:
         group = (window_key, revocation_key, policy.limit, policy.window)
         batch = self._open.get(group)
         if batch is None or len(batch.waiters) >= MAX_BATCH:
@@ -257,6 +260,7 @@ class SlidingWindowLimiter:
             self._queued.append(batch)
         waiter: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         batch.waiters.append(waiter)
+        batch.cache_keys.append(cache_key)
         return waiter
 
     def _send_batches(self) -> None:
@@ -270,21 +274,27 @@ class SlidingWindowLimiter:
             sent = line.send_nowait("EVALSHA", *batch.args)
             if sent is None:  # not connected yet
                 self._background(self._send_slowly(line, batch))
-            else:
-                sent.add_done_callback(functools.partial(self._settle, line, batch))
+                continue
+            reads: list[asyncio.Future[Any] | None] = []
+            last = sent
+            for key in batch.cache_keys:  # pipelined behind the script: its replies come after the script's
+                read = line.send_nowait("GET", key) if key is not None else None
+                reads.append(read)
+                last = read or last
+            last.add_done_callback(functools.partial(self._settle, line, batch, sent, reads))
         line.flush()
 
-    def _settle(self, line: RedisLine, batch: _Batch, sent: asyncio.Future[Any]) -> None:
-        if sent.cancelled():
-            batch.settle(error=RedisConnectionError("Redis call cancelled"))
-            return
-        error = sent.exception()
+    def _settle(self, line: RedisLine, batch: _Batch, sent: asyncio.Future[Any],
+                reads: list[asyncio.Future[Any] | None], _last: asyncio.Future[Any]) -> None:
+        # Replies come in order: when the last one is in, so are the script's and every GET's.
+        error = _failure(sent) or next((e for e in map(_failure, filter(None, reads)) if e is not None), None)
         if isinstance(error, NoScriptError):  # flushed or restarted Redis: load the script, ask again
             self._background(self._send_slowly(line, batch, reload=True))
         elif error is not None:
             batch.settle(error=error)
         else:
-            batch.settle(sent.result())
+            cached = [read.result() if read is not None else None for read in reads] if any(reads) else None
+            batch.settle(sent.result(), cached)
 
     async def _send_slowly(self, line: RedisLine, batch: _Batch, *, reload: bool = False) -> None:
         try:
@@ -298,7 +308,10 @@ class SlidingWindowLimiter:
                         raise
                     reload = True
                     continue
-                batch.settle(reply)
+                cached = None
+                if any(key is not None for key in batch.cache_keys):
+                    cached = [await line.call("GET", key) if key is not None else None for key in batch.cache_keys]
+                batch.settle(reply, cached)
                 return
         except Exception as exc:  # every waiter gets the failure
             batch.settle(error=exc)
@@ -356,6 +369,12 @@ def too_many_requests(verdict: Verdict, *, graphql: bool = False) -> web.Respons
 def limiter_unavailable() -> web.Response:
     body = {"error": "Service Unavailable", "message": "Sign-in is unavailable right now. Please retry shortly."}
     return web.json_response(body, status=503, headers={"Retry-After": "5"})
+
+
+def _failure(future: asyncio.Future[Any]) -> BaseException | None:
+    if future.cancelled():
+        return RedisConnectionError("Redis call cancelled")
+    return future.exception()
 
 
 # A hook the response cache can register: the cache key this request would be answered from (or None),
