@@ -1,11 +1,16 @@
-"""The Faust agents and the leader's fetch timer, wired to their resources.
+"""The Faust agent and the leader's fetch timer, wired to their resources.
 
-    validator-records ──score_validators──► trust-scores ──persist_scores──► PostgreSQL (+ live stream)
+    validator-records ──score_validators──► PostgreSQL ──► live stream, trust-scores
                       (table validator-state)
 
-`persist_scores` acknowledges a batch only after PostgreSQL committed it (`noack_take`), retries a failed
-write until it succeeds, and on shutdown lets the in-flight write finish before the final commit: the
-sink is idempotent, so the worst case anywhere is a replay, never a loss.
+`score_validators` takes records in batches: it scores a batch (the table's changelog gets each new state),
+writes the batch's scores to PostgreSQL in one transaction and acknowledges the records only after that
+commit (`noack_take`), so an offset is never committed before its scores are stored. The write of batch k
+runs while batch k+1 is scored (one write in flight, so batches commit and acknowledge in order). A failed
+write is retried until it succeeds; on shutdown the in-flight write may finish before the final commit.
+The sink is idempotent, so the worst case anywhere is a replay, never a loss. After the commit the batch is
+announced on the live stream and each stored score, with its breakdown, goes to `trust-scores` for consumers
+outside this app (nothing here reads it back).
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from faust.streams import _current_event as _CURRENT_EVENT
 
 from stream_app import metrics, poison, runlog
 from stream_app.app import StreamApp
@@ -30,7 +37,6 @@ from stream_app.fetcher import Fetcher
 from stream_app.messages import (
     HeaderMessage,
     MessageError,
-    decode_score,
     decode_validator_message,
     encode_header,
     encode_record,
@@ -44,8 +50,8 @@ from stream_app.sinks.postgres import PersistResult, announce, persist_scores
 
 log = logging.getLogger(__name__)
 
-PERSIST_BATCH = 2000
-PERSIST_WITHIN = 0.25  # seconds: a partial batch is written after this long
+SCORE_BATCH = 1000  # records scored, then written to PostgreSQL in one transaction
+SCORE_WITHIN = 0.05  # seconds a partial batch waits for more records
 SHUTDOWN_GRACE = 20.0  # seconds an in-flight write may take once the worker is asked to stop
 RETRY_CAP = 5.0
 PRODUCE_WINDOW = 2000  # records queued on the producer before waiting for Redis to take them
@@ -179,17 +185,32 @@ class Pipeline:
         (_SCORED_FAILED if event.failed else _SCORED_OK).inc()
         return event
 
-    # --- persist_scores -------------------------------------------------------------------------------
-
-    def decode_scores(self, values: Sequence[Any]) -> list[ScoreEvent]:
-        events = []
-        for value in values:
+    async def score_batch(self, batch: Sequence[Any]) -> list[ScoreEvent]:
+        """Score a batch of validator-records events in order; the score events to persist."""
+        out = []
+        for event in batch:
+            # The table sends each state change to the changelog partition of `faust.current_event()`: make
+            # that this record's event, in this task only. (Not `Stream._set_current_event`: it also sets
+            # the stream's attribute, which the take buffer reads while filling the next batch.)
+            token = _CURRENT_EVENT.set(weakref.ref(event))
             try:
-                events.append(decode_score(value))
-            except MessageError as exc:
-                metrics.BAD_MESSAGES.labels("trust-scores").inc()
-                log.error("unreadable trust-scores message dropped: %s", exc)
-        return events
+                scored = await self.score(event.key, event.value)
+            finally:
+                _CURRENT_EVENT.reset(token)
+            if scored is not None:
+                out.append(scored)
+        return out
+
+    # --- persisting -----------------------------------------------------------------------------------
+
+    async def commit_batch(self, records: Any, batch: Sequence[Any], events: list[ScoreEvent]) -> None:
+        """Write a scored batch, then acknowledge its records (only once PostgreSQL committed) and tell."""
+        if events:
+            result = await self.persist_until_done(events)
+        await _ack(records, batch)
+        if events:
+            await self.announce(result)
+            await self.publish_scores(events)
 
     async def persist_until_done(self, events: list[ScoreEvent]) -> PersistResult:
         delay = 0.2
@@ -206,7 +227,10 @@ class Pipeline:
                 metrics.observe_runs(result.runs)
                 runlog.batch_written(result)
                 return result
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as exc:
+            # InternalClientError: asyncpg's protocol state broke when the server went away mid-statement
+            # (seen releasing the connection during a PostgreSQL shutdown); the pool drops that connection.
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                    TimeoutError) as exc:
                 metrics.PERSIST_RETRIES.inc()
                 log.error("writing %d scores failed (%s: %s); retrying in %.1f s", len(events),
                           type(exc).__name__, exc, delay)
@@ -219,6 +243,11 @@ class Pipeline:
     async def dead_letter(self, event: ScoreEvent) -> None:
         await self.send(self.stream.dead_letters, event.vote_pubkey.encode(), encode_score(event))
 
+    async def publish_scores(self, events: Sequence[ScoreEvent]) -> None:
+        """Each stored score with its full breakdown on trust-scores, for consumers outside this app."""
+        for event in events:
+            await self.send(self.stream.scores, event.vote_pubkey.encode(), encode_score(event))
+
     async def announce(self, result: PersistResult) -> None:
         try:
             res = await self.resources()
@@ -228,39 +257,37 @@ class Pipeline:
 
 
 def register(stream: StreamApp, pipeline: Pipeline) -> None:
-    """Attach the agents and the leader timer to the app."""
+    """Attach the agent and the leader timer to the app."""
     app = stream.app
 
     @app.agent(stream.records, name="score_validators")
     async def score_validators(records: Any) -> None:
-        async for event in records.events():
-            out = await pipeline.score(event.key, event.value)
-            if out is not None:
-                await pipeline.send(stream.scores, out.vote_pubkey.encode(), encode_score(out))
-
-    @app.agent(stream.scores, name="persist_scores")
-    async def persist_scores_agent(scores: Any) -> None:
-        async for batch in scores.noack_take(PERSIST_BATCH, within=PERSIST_WITHIN):
-            events = pipeline.decode_scores([e.value for e in batch])
-            if not events:
-                await _ack(scores, batch)
-                continue
-            write = asyncio.ensure_future(pipeline.persist_until_done(events))
-            try:
-                result = await asyncio.shield(write)
-            except asyncio.CancelledError:
-                # Stopping: let the in-flight write finish so the final commit can include it.
+        # Batch k is written (and acknowledged once committed) while batch k+1 is scored: at most one
+        # write in flight, so batches commit and acknowledge in order.
+        writing: asyncio.Future[None] | None = None
+        try:
+            async for batch in records.noack_take(SCORE_BATCH, within=SCORE_WITHIN):
+                events = await pipeline.score_batch(batch)
+                if writing is not None:
+                    await asyncio.shield(writing)
+                writing = asyncio.ensure_future(pipeline.commit_batch(records, batch, events))
+                writing.add_done_callback(_report_failed_write)
+        except asyncio.CancelledError:
+            # Stopping: let the in-flight write finish (it acknowledges its batch) before the final commit.
+            if writing is not None and not writing.done():
                 with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(write, SHUTDOWN_GRACE)
-                if write.done() and not write.cancelled() and write.exception() is None:
-                    await _ack(scores, batch)
-                raise
-            await _ack(scores, batch)
-            await pipeline.announce(result)
+                    await asyncio.wait_for(asyncio.shield(writing), SHUTDOWN_GRACE)
+            raise
 
     @app.timer(1.0, on_leader=True, name="fetch_cycle")
     async def fetch_cycle() -> None:
         pipeline.fetch_tick_soon()
+
+
+def _report_failed_write(write: asyncio.Future[None]) -> None:
+    """The next batch raises a failed write through the agent; the last one would otherwise go unseen."""
+    if not write.cancelled() and write.exception() is not None:
+        log.error("writing a scored batch failed; its records stay unacknowledged", exc_info=write.exception())
 
 
 def _text(key: Any) -> str | None:

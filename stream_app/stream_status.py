@@ -11,6 +11,8 @@ from stream_app.app import APP_ID, CHANGELOG_TOPIC, RECORDS_TOPIC, SCORES_TOPIC
 from stream_app.transport.keys import KeySpace
 
 TOPICS = (RECORDS_TOPIC, SCORES_TOPIC, CHANGELOG_TOPIC)
+# Written by the worker, never consumed by its group: no committed offset, no lag.
+OUTPUT_TOPICS = (SCORES_TOPIC, CHANGELOG_TOPIC)
 
 
 @dataclass(frozen=True)
@@ -19,7 +21,7 @@ class PartitionStatus:
     partition: int
     length: int  # entries kept (after retention)
     highwater: int  # next offset
-    committed: int | None  # next offset the group reads; None for changelogs (never committed)
+    committed: int | None  # next offset the group reads; None for output topics (never consumed)
 
     @property
     def lag(self) -> int:
@@ -57,8 +59,6 @@ async def stream_status(redis: aioredis.Redis, prefix: str, group: str = APP_ID)
             pipe.xlen(keys.stream(topic, partition))
             pipe.get(keys.counter(topic, partition))
             length, highwater = await pipe.execute()
-            committed = offsets.get(f"{topic}:{partition}")
-            if committed is None and topic != CHANGELOG_TOPIC:
-                committed = 0
+            committed = None if topic in OUTPUT_TOPICS else offsets.get(f"{topic}:{partition}", 0)
             out.append(PartitionStatus(topic, partition, int(length), int(highwater or 0), committed))
     return StreamStatus(members, state.get("generation"), state.get("leader"), out)

@@ -1,9 +1,9 @@
-"""Item 5: the same records replayed twice through a real worker. The group's committed offsets on both
-topics (validator-records, trust-scores) are rewound to 0 while the worker is stopped, as after lost
-commits, and a new worker consumes everything again; that is done twice.
+"""Item 5: the same records replayed twice through a real worker. The group's committed offsets on
+validator-records (the only topic the group consumes) are rewound to 0 while the worker is stopped, as after
+lost commits, and a new worker consumes everything again; that is done twice.
 
-Asserted: every table identical after each replay (all columns but `updated_at`), and what the live stream
-(the source of GraphQL subscription events) got from the replays.
+Asserted: every table identical after each replay (all columns but `updated_at`), and no live event (the
+source of GraphQL subscription events) from the replays.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from stream_app import live
-from stream_app.app import APP_ID, RECORDS_TOPIC, SCORES_TOPIC
+from stream_app.app import APP_ID, RECORDS_TOPIC
 from stream_app.fetcher import request_fetch
 from stream_app.settings import Settings
 from stream_app.sources.simulator.server import start_simulator
@@ -65,11 +65,10 @@ async def replay_twice(settings: Settings, database_url: str, redis_url: str, re
         for replay in (1, 2):
             assert procs[-1].stop(30) == 0, procs[-1].tail()
             status = await stream_status(redis, prefix)
-            rewound = {f"{p.topic}:{p.partition}": 0 for p in status.partitions
-                       if p.topic in (RECORDS_TOPIC, SCORES_TOPIC)}
-            replayed = sum(p.highwater for p in status.partitions if p.topic in (RECORDS_TOPIC, SCORES_TOPIC))
+            rewound = {f"{p.topic}:{p.partition}": 0 for p in status.partitions if p.topic == RECORDS_TOPIC}
+            replayed = sum(p.highwater for p in status.partitions if p.topic == RECORDS_TOPIC)
             await redis.hset(offsets_key, mapping=rewound)  # type: ignore[arg-type]
-            assert (await stream_status(redis, prefix)).lag == replayed >= 2 * runs * VALIDATORS
+            assert (await stream_status(redis, prefix)).lag == replayed >= runs * VALIDATORS
             seen = len(await _live_events(redis, prefix))
             procs.append(start_worker(f"worker-replay-{replay}", env, tmp_path))
             await wait_for(drained, f"replay {replay} to be consumed and committed", 90, procs[-1:])
@@ -96,36 +95,18 @@ async def test_a_run_replayed_twice_leaves_every_table_identical(
     r = await replay_twice(settings, database_url, redis_url, redis_client, db_pool, tmp_path, runs=1)
     for i, after in enumerate(r.after, 1):
         assert _changed(r.before, after) == {}, f"replay {i}"
-    # Subscribers learn nothing new from a replay: every (run, validator) it announced as scored, and every
-    # other event, was announced before (replayed batches group validators differently, so compare pairs).
-    known = _facts(r.events_before)
-    for events in r.events_after:
-        assert _facts(events) <= known, sorted(_facts(events) - known)[:3]
-    # What the issue asks beyond that: no duplicate subscription events at all. Checked last, so the
-    # assertions above still fail the test if they break; while the bug stands the test reports xfail.
-    if r.events_after != [[], []]:
-        pytest.xfail(f"BUG (agents.py persist_scores -> sinks/postgres.py announce): every committed batch is "
-                     f"announced, replays included; the replays announced {[len(e) for e in r.events_after]} "
-                     f"duplicate events (the upsert cannot tell a rewrite of identical rows from a change)")
+    # The run was announced when it was stored; a replay writes no row, so subscribers get nothing again.
+    assert any(e["type"] == "scores" for e in r.events_before)
+    assert r.events_after == [[], []]
 
 
-def _facts(events: list[dict[str, object]]) -> set[tuple[str, ...]]:
-    out: set[tuple[str, ...]] = set()
-    for e in events:
-        if e["type"] == "scores":
-            out.update(("scores", str(e["run_id"]), str(v)) for v in e["validators"])  # type: ignore[attr-defined]
-        else:
-            out.add(tuple(f"{k}={e[k]}" for k in sorted(e)))
-    return out
-
-
-@pytest.mark.xfail(strict=False, reason="BUG (scoring_step/update on a replayed record): records of an older run "
-                   "replayed after a newer run are re-scored against the newer state, so the older run's "
-                   "trust_scores.confidence is rewritten (seen: 0.72965657 -> 0.72965685, score unchanged)")
 @pytest.mark.timeout(150)
 async def test_two_runs_replayed_twice_leave_every_table_identical(
     settings: Settings, database_url: str, redis_url: str, redis_client: aioredis.Redis, db_pool: asyncpg.Pool,
     tmp_path: Path,
 ) -> None:
     r = await replay_twice(settings, database_url, redis_url, redis_client, db_pool, tmp_path, runs=2)
+    # The older run's records are scored again against the newer state (other confidence): they must not
+    # overwrite what is stored, nor count history observations again.
     assert [_changed(r.before, after) for after in r.after] == [{}, {}]
+    assert r.events_after == [[], []]
