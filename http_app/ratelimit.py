@@ -52,16 +52,27 @@ redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
 local used = redis.call('ZCARD', log)
 local wanted = tonumber(ARGV[6] or '1')
 local allowed = 0
+local reserved = 0
 if used < limit then
   allowed = math.min(wanted, limit - used)
+  local offset = tonumber(ARGV[8] or '0')
+  local reserve = tonumber(ARGV[7] or '0')
+  -- a reservation is granted only with plenty of room: never more than 1/ARGV[9] of what is left
+  if allowed == wanted and reserve > 0 and (limit - used) >= (wanted + reserve) * tonumber(ARGV[9]) then
+    reserved = reserve
+  end
   local members = {now, ARGV[3]}
   for i = 2, allowed do
     members[#members + 1] = now
     members[#members + 1] = ARGV[3] .. '.' .. i
   end
+  for i = allowed + 1, allowed + reserved do
+    members[#members + 1] = now + offset
+    members[#members + 1] = ARGV[3] .. '.' .. i
+  end
   redis.call('ZADD', log, unpack(members))
-  redis.call('PEXPIRE', log, math.ceil(window / 1000))
-  used = used + allowed
+  redis.call('PEXPIRE', log, math.ceil((window + offset) / 1000))
+  used = used + allowed + reserved
 end
 local reset = window
 local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
@@ -74,7 +85,7 @@ if ARGV[4] == '1' then
 end
 local cached = false
 if ARGV[5] == '1' and allowed > 0 and revoked == 0 then cached = redis.call('GET', KEYS[k]) end
-return {allowed, used, reset, now, revoked, cached}
+return {allowed, used, reset, now, revoked, cached, reserved}
 """
 
 RATE_LIMIT_MESSAGE = "Rate limit exceeded. Please try again later."
@@ -151,27 +162,70 @@ def _window_key(prefix: str, policy: str, client: str) -> str:
 
 # Most requests one shared EVALSHA asks slots for (a bound on the script's ZADD arguments).
 MAX_BATCH = 512
+# Reservations for a busy anonymous client (see SlidingWindowLimiter): how long reserved slots may be used
+# (they are recorded this far in the future, so each stays counted at least a full window after its use),
+# how many at most, and the share of the client's remaining room they may take (the script enforces it).
+RESERVE_SECONDS = 0.25
+MAX_RESERVE = 256
+RESERVE_SHARE = 16
+
+_Group = tuple[str, str | None, int, float]  # window key, revocation key, limit, window
+
+
+class _Reservation:
+    """Slots a busy client was granted in Redis beyond its waiting requests, handed out locally in order."""
+
+    __slots__ = ("count", "expires", "first_member", "member", "policy", "redis_now", "reset_seconds",
+                 "sent_at", "taken", "used_first")
+
+    def __init__(self, batch: _Batch, reply: Any) -> None:
+        admitted, used_after, reset_us, now_us = (int(x) for x in reply[:4])
+        self.policy = batch.policy
+        self.count = int(reply[6])
+        self.member = batch.args[5 if batch.args[1] == 1 else 6]  # ARGV[3], after the keys
+        self.first_member = admitted + 1
+        self.used_first = used_after - self.count + 1
+        self.reset_seconds = reset_us / 1_000_000
+        self.redis_now = now_us / 1_000_000
+        self.sent_at = batch.sent_at
+        self.expires = batch.sent_at + RESERVE_SECONDS  # sent before the script ran: errs on the safe side
+        self.taken = 0
+
+    def take(self, now: float) -> Verdict | None:
+        if now >= self.expires or self.taken >= self.count:
+            return None
+        index = self.taken
+        self.taken += 1
+        elapsed = now - self.sent_at
+        return Verdict(self.policy, True, self.used_first + index, max(0.0, self.reset_seconds - elapsed),
+                       self.redis_now + elapsed, None, None)
+
+    def unused_members(self) -> list[str]:
+        start = self.first_member + self.taken
+        return [f"{self.member}.{i}" for i in range(start, self.first_member + self.count)]
 
 
 class _Batch:
     """Requests of one client waiting for the same EVALSHA; each waiter has its own future (cancelling one
     request must not cancel the others) and, optionally, the cache key whose GET rides in the same write."""
 
-    __slots__ = ("args", "asks_revocation", "cache_keys", "policy", "waiters")
+    __slots__ = ("args", "asks_revocation", "cache_keys", "group", "policy", "sent_at", "waiters")
 
-    def __init__(self, args: list[Any], policy: Policy, asks_revocation: bool) -> None:
+    def __init__(self, group: _Group, args: list[Any], policy: Policy, asks_revocation: bool) -> None:
+        self.group = group
         self.args = args
         self.policy = policy
         self.asks_revocation = asks_revocation
         self.waiters: list[asyncio.Future[Verdict]] = []
         self.cache_keys: list[str | None] = []
+        self.sent_at = 0.0  # loop time just before the script was sent
 
     def settle(self, reply: Any = None, cached: list[Any] | None = None, error: BaseException | None = None) -> None:
         if error is None:
             admitted, used_after, reset_us, now_us, revoked = reply[:5]
             reset_seconds, redis_now = int(reset_us) / 1_000_000, int(now_us) / 1_000_000
             revoked_flag = bool(revoked) if self.asks_revocation else None
-            first_used = used_after - admitted + 1
+            first_used = used_after - reply[6] - admitted + 1  # reply[6]: slots reserved after the waiters'
         for index, waiter in enumerate(self.waiters):
             if waiter.done():
                 continue
@@ -195,7 +249,8 @@ class SlidingWindowLimiter:
         # Members must be unique per admitted request; a process tag + counter is cheaper than uuid4.
         self._tag = os.urandom(6).hex()
         self._counter = itertools.count()
-        self._open: dict[tuple[str, str | None, int, float], _Batch] = {}  # joinable in this loop iteration
+        self._open: dict[_Group, _Batch] = {}  # joinable in this loop iteration
+        self._reservations: dict[_Group, _Reservation] = {}
         self._queued: list[_Batch] = []
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -214,7 +269,14 @@ class SlidingWindowLimiter:
         """
         window_key = self.key(policy, client)
         if self._line is not None and not (cache_key is not None and cache_in_script):
-            return await self._shared_hit(policy, window_key, revocation_key, cache_key)
+            group = (window_key, revocation_key, policy.limit, policy.window)
+            if cache_key is None and revocation_key is None:
+                reservation = self._reservations.get(group)
+                if reservation is not None:
+                    verdict = reservation.take(asyncio.get_running_loop().time())
+                    if verdict is not None:
+                        return verdict
+            return await self._shared_hit(group, policy, revocation_key, cache_key)
         keys = [window_key]
         if revocation_key is not None:
             keys.append(revocation_key)
@@ -245,16 +307,17 @@ class SlidingWindowLimiter:
         )
 
     # ---- one EVALSHA for the requests of one client in one loop iteration ---------------------------------
-    def _shared_hit(self, policy: Policy, window_key: str, revocation_key: str | None,
+    def _shared_hit(self, group: _Group, policy: Policy, revocation_key: str | None,
                     cache_key: str | None) -> asyncio.Future[Verdict]:
-        group = (window_key, revocation_key, policy.limit, policy.window)
         batch = self._open.get(group)
         if batch is None or len(batch.waiters) >= MAX_BATCH:
-            keys = [window_key] if revocation_key is None else [window_key, revocation_key]
+            keys = [group[0]] if revocation_key is None else [group[0], revocation_key]
             member = f"{self._tag}:{next(self._counter)}"
+            # ARGV: limit, window, member, asks revocation, GET in script, slots wanted, reserve, offset, share
             args: list[Any] = [self._script.sha, len(keys), *keys, policy.limit, int(policy.window * 1_000_000),
-                               member, int(revocation_key is not None), 0, 0]
-            batch = self._open[group] = _Batch(args, policy, revocation_key is not None)
+                               member, int(revocation_key is not None), 0, 1, 0,
+                               int(RESERVE_SECONDS * 1_000_000), RESERVE_SHARE]
+            batch = self._open[group] = _Batch(group, args, policy, revocation_key is not None)
             if not self._queued:
                 asyncio.get_running_loop().call_soon(self._send_batches)
             self._queued.append(batch)
@@ -269,8 +332,12 @@ class SlidingWindowLimiter:
         self._open.clear()
         line = self._line
         assert line is not None
+        now = asyncio.get_running_loop().time()
         for batch in batches:
-            batch.args[-1] = len(batch.waiters)  # ARGV[6]: how many slots
+            wanted = len(batch.waiters)
+            batch.args[-4] = wanted  # ARGV[6]
+            batch.args[-3] = self._reserve_for(batch, wanted, now)  # ARGV[7]
+            batch.sent_at = now
             sent = line.send_nowait("EVALSHA", *batch.args)
             if sent is None:  # not connected yet
                 self._background(self._send_slowly(line, batch))
@@ -294,7 +361,49 @@ class SlidingWindowLimiter:
             batch.settle(error=error)
         else:
             cached = [read.result() if read is not None else None for read in reads] if any(reads) else None
-            batch.settle(sent.result(), cached)
+            reply = sent.result()
+            batch.settle(reply, cached)
+            if reply[6]:
+                self._reserved(line, batch, reply)
+
+    # ---- reservations: a busy anonymous client's next requests admitted without a round trip --------------
+    # Exact in the limiter's sense: reserved slots are recorded in Redis before they are handed out (dated
+    # RESERVE_SECONDS ahead, so none leaves the window before a request admitted on it would), and the
+    # unused ones are removed when the reservation ends. Only for requests that ask Redis nothing else
+    # (no token to check against the deny-list, no cache read), and only with ample room (RESERVE_SHARE).
+    def _reserve_for(self, batch: _Batch, wanted: int, now: float) -> int:
+        if batch.asks_revocation or any(key is not None for key in batch.cache_keys):
+            return 0
+        previous = self._reservations.get(batch.group)
+        if previous is not None and now - previous.sent_at < 2 * RESERVE_SECONDS:  # busy: grow with demand
+            reserve = max(wanted, 2 * previous.taken)
+        elif wanted >= 2:  # several requests in one loop iteration
+            reserve = wanted
+        else:
+            return 0
+        return min(reserve, MAX_RESERVE, batch.policy.limit // RESERVE_SHARE)
+
+    def _reserved(self, line: RedisLine, batch: _Batch, reply: Any) -> None:
+        previous = self._reservations.get(batch.group)
+        if previous is not None:
+            self._release(line, batch.group[0], previous)
+        reservation = self._reservations[batch.group] = _Reservation(batch, reply)
+        loop = asyncio.get_running_loop()
+        loop.call_at(reservation.expires, self._release, line, batch.group[0], reservation)
+        loop.call_at(reservation.expires + RESERVE_SECONDS, self._forget, batch.group, reservation)
+
+    def _release(self, line: RedisLine, window_key: str, reservation: _Reservation) -> None:
+        """Give back what was not used (until then it counted against the client)."""
+        unused = reservation.unused_members()
+        reservation.taken = reservation.count
+        if unused:
+            sent = line.send_nowait("ZREM", window_key, *unused)
+            if sent is not None:  # best effort: if it fails, the slots expire with the window
+                sent.add_done_callback(_failure)
+
+    def _forget(self, group: _Group, reservation: _Reservation) -> None:
+        if self._reservations.get(group) is reservation:
+            del self._reservations[group]
 
     async def _send_slowly(self, line: RedisLine, batch: _Batch, *, reload: bool = False) -> None:
         try:
@@ -312,6 +421,8 @@ class SlidingWindowLimiter:
                 if any(key is not None for key in batch.cache_keys):
                     cached = [await line.call("GET", key) if key is not None else None for key in batch.cache_keys]
                 batch.settle(reply, cached)
+                if reply[6]:
+                    self._reserved(line, batch, reply)
                 return
         except Exception as exc:  # every waiter gets the failure
             batch.settle(error=exc)

@@ -183,3 +183,46 @@ async def test_a_batch_fails_as_a_whole_when_redis_does_not_answer(own_redis: Em
     finally:
         await line.close()
         await client.aclose()
+
+
+async def test_a_busy_anonymous_client_gets_reserved_slots_without_over_admission(own_redis: EmbeddedRedis) -> None:
+    from http_app.ratelimit import RESERVE_SECONDS
+
+    client = aioredis.from_url(own_redis.url)
+    line = RedisLine(own_redis.url)
+    try:
+        limiter = SlidingWindowLimiter(client, "reserve", line)
+        policy = Policy("anonymous", 10_000, 900)
+        key = limiter.key(policy, "busy")
+        await limiter.hit(policy, "warm")
+
+        async def evalsha_calls() -> int:
+            return int((await client.info("commandstats"))["cmdstat_evalsha"]["calls"])
+
+        first = await asyncio.gather(*(limiter.hit(policy, "busy") for _ in range(8)))  # one script run
+        assert [v.used for v in first] == list(range(1, 9))
+        assert await client.zcard(key) == 16  # 8 admitted + 8 reserved, recorded before any is handed out
+        calls = await evalsha_calls()
+        local = [await limiter.hit(policy, "busy") for _ in range(8)]
+        assert await evalsha_calls() == calls  # served from the reservation: no round trip
+        assert [v.used for v in local] == list(range(9, 17)) and all(v.allowed for v in local)
+        assert [v.remaining for v in local] == list(range(9_991, 9_983, -1))
+        assert all(v.reset_seconds <= 900 + RESERVE_SECONDS for v in local)
+        # Reserved slots are dated ahead: none can leave the window before a request admitted on it would.
+        scores = [score for _, score in await client.zrange(key, 0, -1, withscores=True)]
+        assert max(scores) - min(scores) >= RESERVE_SECONDS * 1_000_000 * 0.9
+        # The next batch of this busy client reserves more; unused slots are given back when it ends.
+        await asyncio.gather(*(limiter.hit(policy, "busy") for _ in range(3)))
+        assert await client.zcard(key) == 16 + 3 + 16
+        await asyncio.sleep(RESERVE_SECONDS + 0.1)
+        assert await client.zcard(key) == 16 + 3
+        assert (await limiter.hit(policy, "busy")).used == 20  # after expiry: Redis again, exact count
+        # A tight limit never reserves (at most 1/RESERVE_SHARE of the room left): exactly the limit admitted.
+        tight = Policy("anonymous", 30, 900)
+        verdicts = await asyncio.gather(*(limiter.hit(tight, "t") for _ in range(10)))
+        assert await client.zcard(limiter.key(tight, "t")) == 10
+        more = [await limiter.hit(tight, "t") for _ in range(25)]
+        assert sum(v.allowed for v in verdicts + more) == 30
+    finally:
+        await line.close()
+        await client.aclose()
