@@ -7,6 +7,7 @@ BENCH_MODE: `trivial` (agent only), `table` (one table update per record), `reco
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -40,6 +41,25 @@ app = faust.App(
 events = app.topic("events", partitions=4, key_serializer="raw", value_serializer="raw")
 counts = app.Table("counts", default=int, partitions=4) if MODE in ("table", "recovery") else None
 _state: dict[str, Any] = {"seen": 0, "first": 0.0}
+
+
+class _RecoveryCPU(logging.Handler):
+    """Notes the worker's CPU time at Faust's "Restoring state" and "Done reading" log lines (recovery mode)."""
+
+    marks = {"Restoring state from changelog topics": "cpu_start", "Done reading from changelog topics": "cpu_end"}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        for line, name in self.marks.items():
+            if line in text:
+                _state[name] = time.process_time()
+                if name == "cpu_end":
+                    result = {"cpu_seconds": _state["cpu_end"] - _state.get("cpu_start", 0.0)}
+                    (OUT / f"recovery-cpu.{os.getpid()}.json").write_text(json.dumps(result))
+
+
+if MODE == "recovery":  # on Recovery's own logger: the worker's logging setup replaces the root handlers
+    logging.getLogger("faust.tables.recovery").addHandler(_RecoveryCPU(logging.INFO))
 _log = open(OUT / f"times.{os.getpid()}", "a", buffering=1) if MODE == "failover" else None  # noqa: SIM115
 
 

@@ -84,6 +84,12 @@ class _Buffer(base.ProducerBuffer):
 
     in_flight = 0
 
+    @property
+    def size(self) -> int:
+        # upstream reads `app.conf.producer_threaded` first (a settings lookup per consumed record, through the
+        # Conductor's `wait_until_ebb`); the transport refuses a threaded producer at start
+        return len(self.pending._queue)  # type: ignore[attr-defined]
+
     async def _send_pending(self, fut: FutureMessage) -> None:
         self.in_flight += 1
         try:

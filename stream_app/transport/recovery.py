@@ -7,8 +7,11 @@ Here the consumer hands a whole fetched batch of a changelog partition that Reco
 `apply_batch`, which does what `_slurp_changelogs` does for each event of it, in bulk and in order:
 
 - records at or below the offset Recovery has already seen for the partition are skipped;
-- each record is decoded by the changelog channel (as the Conductor would), a record that fails to decode
-  is logged and skipped (upstream: the error is thrown into the queue and the slurp loop logs it);
+- each record is decoded with the changelog channel's schema (as the Conductor would), a record that fails
+  to decode is logged and skipped (upstream: the error is thrown into the queue and the slurp loop logs it).
+  With Faust's stock schema and event classes the schema's own calls are made directly, and a decoded key
+  or value of an immutable builtin type is reused for the same raw bytes (changelogs repeat keys and small
+  values; Faust's serializer layers cost far more than the JSON itself);
 - anything Recovery still buffers for the table is applied first, then the batch, with
   `table.apply_changelog_batch` (the store's own bulk path), and the user's `on_changelog_event` hook is
   awaited per event when a table has one;
@@ -27,6 +30,9 @@ from collections.abc import Sequence
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+import faust
+from faust.serializers.schemas import Schema
+from faust.topics import Topic
 from faust.types import TP, ConsumerMessage
 from faust.utils.tracing import finish_span
 
@@ -35,12 +41,70 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Decoded key/value types that are safe to share between events (immutable, compared by value).
+_SHAREABLE = frozenset({str, bytes, int, float, bool, type(None)})
+_CACHE_LIMIT = 100_000
+_MISSING = object()
+
+
+class _Decoder:
+    """`Schema.compile`'s decode for one changelog channel, with a cache of immutable decoded keys and values."""
+
+    def __init__(self, app: Any, schema: Any) -> None:
+        self.app = app
+        self.schema = schema
+        self.loads_key = app.serializers.loads_key
+        self.loads_value = app.serializers.loads_value
+        self.keys: dict[bytes, Any] = {}
+        self.values: dict[bytes, Any] = {}
+
+    def __call__(self, message: ConsumerMessage, event_type: Any) -> Any:
+        schema = self.schema
+        raw_key, raw_value = message.key, message.value
+        key = self.keys.get(raw_key, _MISSING) if raw_key is not None else _MISSING
+        if key is _MISSING:
+            key = self.loads_key(schema.key_type, raw_key, serializer=schema.key_serializer)
+            if raw_key is not None and type(key) in _SHAREABLE:
+                _remember(self.keys, raw_key, key)
+        if raw_value is None and schema.allow_empty:
+            return event_type(self.app, key, None, message.headers, message)
+        value = self.values.get(raw_value, _MISSING) if raw_value is not None else _MISSING
+        if value is _MISSING:
+            value = self.loads_value(schema.value_type, raw_value, serializer=schema.value_serializer)
+            if raw_value is not None and type(value) in _SHAREABLE:
+                _remember(self.values, raw_value, value)
+        return event_type(self.app, key, value, message.headers, message)
+
+
+def _remember(cache: dict[bytes, Any], raw: bytes, decoded: Any) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[raw] = decoded
+
+
+def _stock_decode(app: Any, channel: Any) -> bool:
+    """The channel decodes exactly as `Schema.compile` + `App.create_event` do (nothing overridden)."""
+    schema = getattr(channel, "schema", None)
+    return (type(app).create_event is faust.App.create_event
+            and type(channel)._compile_decode is Topic._compile_decode
+            and isinstance(schema, Schema)
+            and type(schema).loads_key is Schema.loads_key and type(schema).loads_value is Schema.loads_value
+            and type(schema).compile is Schema.compile)
+
 
 class LeanRecovery:
     def __init__(self, consumer: Consumer) -> None:
         self.consumer = consumer
         self.app = consumer.app
         self.records_applied = 0
+        self._decoders: dict[int, tuple[Any, _Decoder | None]] = {}
+
+    def _decoder(self, channel: Any) -> _Decoder | None:
+        known = self._decoders.get(id(channel))
+        if known is None or known[0] is not channel:
+            decoder = _Decoder(self.app, channel.schema) if _stock_decode(self.app, channel) else None
+            known = self._decoders[id(channel)] = (channel, decoder)
+        return known[1]
 
     def target(self, tp: TP) -> Any | None:
         """The changelog channel to decode `tp`'s records with, if this path may take them now."""
@@ -71,6 +135,8 @@ class LeanRecovery:
             recovery._standby_events_received_at[tp] = monotonic()
         seen = offsets.get(tp)
         decode = channel.decode
+        fast = self._decoder(channel)
+        event_type = app.conf.Event
         to_message = self.consumer._to_message
         events: list[Any] = []
         last = None
@@ -79,7 +145,7 @@ class LeanRecovery:
                 continue
             message = to_message(tp, record)
             try:
-                events.append(await decode(message, propagate=True))
+                events.append(fast(message, event_type) if fast is not None else await decode(message, propagate=True))
             except Exception as exc:  # as upstream: logged, skipped, the offset not advanced by it
                 log.warning("Error in recovery %r", exc)
                 continue

@@ -78,3 +78,36 @@ async def test_cold_rebuild_equal_with_and_without_lean_recovery(
         writer.stop_all()
         for pool in runs.values():
             pool.stop_all()
+
+
+async def test_lean_decoder_gives_the_channels_own_events_and_shares_only_immutable_values() -> None:
+    import faust
+    from faust.types import TP, ConsumerMessage
+
+    from stream_app.transport.recovery import _Decoder, _stock_decode
+
+    class Point(faust.Record):
+        x: int
+
+    app = faust.App("lean-decode", broker="redis://127.0.0.1:6379/0", store="memory://")
+    counts = app.Table("counts", default=int, partitions=4)
+    points = app.Table("points", partitions=4, value_type=Point)
+    for table, raw_values in ((counts, [b"1", b"1", b"7", None]), (points, [b'{"x": 1}', b'{"x": 1}', None])):
+        channel = table.changelog_topic
+        assert _stock_decode(app, channel)
+        decoder = _Decoder(app, channel.schema)
+        tp = TP(channel.get_topic_name(), 0)
+        for offset, raw in enumerate(raw_values):
+            message = ConsumerMessage(tp.topic, 0, offset, 1.0, 0, [], b'"k"', raw, None, tp=tp)
+            ours = decoder(message, app.conf.Event)
+            theirs = await channel.decode(message, propagate=True)
+            assert (ours.key, ours.value, ours.message) == (theirs.key, theirs.value, theirs.message)
+            assert type(ours) is type(theirs)
+        assert decoder.keys == {b'"k"': "k"}
+        assert set(decoder.values) == ({b"1", b"7"} if table is counts else set())  # records are never shared
+
+    class OwnDecode(type(counts.changelog_topic)):  # type: ignore[misc]
+        def _compile_decode(self) -> None:
+            super()._compile_decode()
+
+    assert not _stock_decode(app, OwnDecode(app, topics=["x"]))
