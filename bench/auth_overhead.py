@@ -14,8 +14,12 @@ HTTP client library). Variants, each answering a tiny (~60 B) and a large (~690 
     ours-2rt     our middlewares (verified-token memo; limiter Lua also checks the jti deny-list),
                  handler GETs the cache itself: two round trips
     ours-1rt     our middlewares with the cache-key hook: limiter + deny-list EVALSHA and the cache GET
-                 pipelined in ONE round trip (the default)
+                 pipelined in ONE round trip (the default); requests of one client in one loop iteration
+                 share the EVALSHA
     ours-1rt-lua the same, but the script itself GETs the cache (one EVALSHA; the value passes through Lua)
+
+Then the limiter alone, in this process: web CPU and EVALSHA runs per request with one script run per request,
+one per client and loop iteration, and that plus reserved slots for a busy anonymous client.
 
 Throughput runs `--concurrency` connections; latency runs one connection, sequential. Both run in 0.5 s slices
 with the variants interleaved, so load drift from other processes hits all of them alike. Beside req/s the
@@ -351,6 +355,54 @@ def token_micro(token: str) -> None:
     print(f"\ntoken check: full verification {1e6 * full / rounds:.1f} us, remembered {1e6 * memo / rounds:.2f} us")
 
 
+async def limiter_micro(redis_url: str, prefix: str) -> None:
+    """The limiter alone (web-process CPU per request, and EVALSHA runs per request): one script run per
+    request, one per client and loop iteration (shared), and shared plus reserved slots (the default).
+    32 tasks, one anonymous client, each hit followed by its headers and a yield, as a request would."""
+    import redis.asyncio as aioredis
+
+    from http_app.ratelimit import Policy, SlidingWindowLimiter
+    from http_app.redis_line import RedisLine
+
+    client = aioredis.from_url(redis_url)
+    policy = Policy("anonymous", 10**9, 900)
+    print("\nlimiter alone, 32 concurrent requests of one anonymous client (best of 3 x 16,000):")
+    try:
+        for label, share, reserve in (("one EVALSHA per request", False, False),
+                                      ("shared per loop iteration", True, False),
+                                      ("shared + reserved slots", True, True)):
+            line = RedisLine(redis_url)
+            limiter = SlidingWindowLimiter(client, f"{prefix}:micro:{label[:3]}", line, share=share,
+                                           reserve=reserve)
+
+            async def requests(count: int, limiter: SlidingWindowLimiter = limiter) -> None:
+                for _ in range(count):
+                    (await limiter.hit(policy, "203.0.113.9|-")).headers()
+                    await asyncio.sleep(0)
+
+            await requests(100)
+            calls0 = await _evalsha_calls(client)
+            best = float("inf")
+            for _ in range(3):
+                cpu0 = time.process_time()
+                await asyncio.gather(*(requests(500) for _ in range(32)))
+                best = min(best, time.process_time() - cpu0)
+            calls = (await _evalsha_calls(client) - calls0) / 48_000
+            await line.close()
+            print(f"  {label:<27} {1e6 * best / 16_000:6.2f} us CPU per request   {calls:.3f} EVALSHA per request")
+            emit(f"limiter alone, {label}: web CPU per request", 1e6 * best / 16_000, "us")
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:micro:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def _evalsha_calls(client: Any) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
 def _human(size: int) -> str:
     return f"{size / 1024:.0f}K" if size >= 1024 else f"{size}B"
 
@@ -379,6 +431,7 @@ async def main_async(args: argparse.Namespace) -> None:
             return
         report(results, args.concurrency, {k: len(v) for k, v in payloads().items()})
         token_micro(token)
+        await limiter_micro(redis_url, prefix)
     finally:
         await redis.aclose()
         server.terminate()

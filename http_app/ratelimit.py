@@ -241,9 +241,14 @@ class _Batch:
 class SlidingWindowLimiter:
     """`line` (optional) carries the hot-path round trip; `redis` is the fallback (TLS, Unix sockets)."""
 
-    def __init__(self, redis: aioredis.Redis, prefix: str, line: RedisLine | None = None) -> None:
+    def __init__(self, redis: aioredis.Redis, prefix: str, line: RedisLine | None = None, *,
+                 share: bool = True, reserve: bool = True) -> None:
+        """`share`: one EVALSHA per client and loop iteration (else one per request); `reserve`: slots
+        reserved for busy anonymous clients. Both only on the line; off only to measure what they save."""
         self._redis = redis
         self._line = line
+        self._share = share and line is not None
+        self._reserve = reserve
         self._prefix = prefix
         self._script = redis.register_script(SLIDING_WINDOW_LUA)
         # Members must be unique per admitted request; a process tag + counter is cheaper than uuid4.
@@ -268,7 +273,7 @@ class SlidingWindowLimiter:
         itself (`cache_in_script`; nothing is read for a refused or revoked request).
         """
         window_key = self.key(policy, client)
-        if self._line is not None and not (cache_key is not None and cache_in_script):
+        if self._share and not (cache_key is not None and cache_in_script):
             group = (window_key, revocation_key, policy.limit, policy.window)
             if cache_key is None and revocation_key is None:
                 reservation = self._reservations.get(group)
@@ -372,7 +377,7 @@ class SlidingWindowLimiter:
     # unused ones are removed when the reservation ends. Only for requests that ask Redis nothing else
     # (no token to check against the deny-list, no cache read), and only with ample room (RESERVE_SHARE).
     def _reserve_for(self, batch: _Batch, wanted: int, now: float) -> int:
-        if batch.asks_revocation or any(key is not None for key in batch.cache_keys):
+        if not self._reserve or batch.asks_revocation or any(key is not None for key in batch.cache_keys):
             return 0
         previous = self._reservations.get(batch.group)
         if previous is not None and now - previous.sent_at < 2 * RESERVE_SECONDS:  # busy: grow with demand
