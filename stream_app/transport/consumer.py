@@ -18,6 +18,7 @@ from faust.types.transports import ConsumerT
 from mode import Seconds, ServiceT
 
 from .coordinator import GroupCoordinator
+from .delivery import LeanDelivery
 from .eager import start_eagerly
 from .janitor import Janitor
 from .keys import parse_tp_field, tp_field
@@ -62,6 +63,7 @@ class Consumer(base.Consumer):
         self._buffer_drained = asyncio.Event()
         self._pressured_changelogs: set[TP] = set()
         self.lean_recovery = LeanRecovery(self) if self.transport.options.lean_recovery else None
+        self.lean_delivery = LeanDelivery(self) if self.transport.options.lean_delivery else None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -389,6 +391,7 @@ class Consumer(base.Consumer):
         suspend_flow_wait = self.suspend_flow.wait
         wait_first = self.wait_first
         pressured = self._pressured_changelogs
+        deliver = self.lean_delivery
         sleep = asyncio.sleep
         yield_every = 100
         num_since_yield = 0
@@ -414,9 +417,10 @@ class Consumer(base.Consumer):
                                 await self.commit()
                             if pressured and tp in pressured:
                                 await self._wait_for_changelog_room(tp)
-                            waiting = start_eagerly(callback(message))
-                            if waiting is not None:
-                                await wait_first(waiting, suspend_flow_wait())
+                            if deliver is None or not deliver(tp, message):
+                                waiting = start_eagerly(callback(message))
+                                if waiting is not None:
+                                    await wait_first(waiting, suspend_flow_wait())
                             set_read_offset(tp, offset)
                         else:
                             self.log.dev("DROPPED MESSAGE ROFF %r: k=%r v=%r", offset, message.key, message.value)

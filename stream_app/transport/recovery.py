@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 from faust.serializers.schemas import Schema
 from faust.topics import Topic
-from faust.types import TP, ConsumerMessage
+from faust.types import TP, ConsumerMessage, Message
 from faust.utils.tracing import finish_span
 
 if TYPE_CHECKING:
@@ -50,28 +50,29 @@ _MISSING = object()
 class _Decoder:
     """`Schema.compile`'s decode for one changelog channel, with a cache of immutable decoded keys and values."""
 
-    def __init__(self, app: Any, schema: Any) -> None:
+    def __init__(self, app: Any, schema: Any, *, cache: bool = True) -> None:
         self.app = app
         self.schema = schema
+        self.cache = cache
         self.loads_key = app.serializers.loads_key
         self.loads_value = app.serializers.loads_value
         self.keys: dict[bytes, Any] = {}
         self.values: dict[bytes, Any] = {}
 
-    def __call__(self, message: ConsumerMessage, event_type: Any) -> Any:
+    def __call__(self, message: Message, event_type: Any) -> Any:
         schema = self.schema
         raw_key, raw_value = message.key, message.value
         key = self.keys.get(raw_key, _MISSING) if raw_key is not None else _MISSING
         if key is _MISSING:
             key = self.loads_key(schema.key_type, raw_key, serializer=schema.key_serializer)
-            if raw_key is not None and type(key) in _SHAREABLE:
+            if self.cache and raw_key is not None and type(key) in _SHAREABLE:
                 _remember(self.keys, raw_key, key)
         if raw_value is None and schema.allow_empty:
             return event_type(self.app, key, None, message.headers, message)
         value = self.values.get(raw_value, _MISSING) if raw_value is not None else _MISSING
         if value is _MISSING:
             value = self.loads_value(schema.value_type, raw_value, serializer=schema.value_serializer)
-            if raw_value is not None and type(value) in _SHAREABLE:
+            if self.cache and raw_value is not None and type(value) in _SHAREABLE:
                 _remember(self.values, raw_value, value)
         return event_type(self.app, key, value, message.headers, message)
 

@@ -41,6 +41,8 @@ class TransportOptions:
     fence_changelogs: bool = True
     #: Apply changelog batches to their table during recovery in bulk (`recovery.py`) instead of per event.
     lean_recovery: bool = True
+    #: Put a consumed record on its stream's queue synchronously when the Conductor would not wait (`delivery.py`).
+    lean_delivery: bool = True
 
 
 def _bool(raw: str) -> bool:
@@ -91,6 +93,7 @@ _PARSERS: Mapping[str, Callable[[str], Any]] = {
     "compact_keep_tail": _non_negative(int),
     "fence_changelogs": _bool,
     "lean_recovery": _bool,
+    "lean_delivery": _bool,
 }
 assert set(_PARSERS) == {f.name for f in fields(TransportOptions)}
 

@@ -57,8 +57,10 @@ async def dump() -> None:
     generation = app.consumer_generation_id
     tmp = OUT / f"dump.{os.getpid()}.tmp"
     lean = getattr(app.consumer, "lean_recovery", None)  # the driver's bulk recovery path, when it is on
+    delivery = getattr(app.consumer, "lean_delivery", None)  # and its synchronous delivery to stream queues
     tmp.write_text(json.dumps({"generation": generation, "actives": actives, "counts": data,
-                               "lean_applied": lean.records_applied if lean is not None else 0}))
+                               "lean_applied": lean.records_applied if lean is not None else 0,
+                               "lean_delivered": delivery.delivered if delivery is not None else 0}))
     tmp.replace(OUT / f"dump.{os.getpid()}.json")
 
 

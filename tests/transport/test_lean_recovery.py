@@ -1,7 +1,8 @@
 """Lean recovery (`stream_app/transport/recovery.py`) rebuilds exactly what Faust's own per-event Recovery does.
 
 One worker counts keys into a table; then cold single workers rebuild it from the changelog streams, once
-with `lean_recovery=false` (upstream's `_slurp_changelogs` path) and once with the default bulk path.
+with `lean_recovery=false&lean_delivery=false` (upstream's Conductor and `_slurp_changelogs` paths) and once
+with the defaults.
 Both must equal the changelog; the default one must have applied every changelog entry through the bulk path.
 """
 
@@ -55,9 +56,11 @@ async def test_cold_rebuild_equal_with_and_without_lean_recovery(
 
         await wait_for(writer_matches, 30, "the writer's table to equal its changelog", writer)
         assert sum(state.values()) >= 6000
+        dump = writer.dump(proc)
+        assert dump and dump["lean_delivered"] > 0, "records should have reached the agent by lean delivery"
         writer.stop_all()
 
-        for name, options in (("upstream", "&lean_recovery=false"), ("lean", "")):
+        for name, options in (("upstream", "&lean_recovery=false&lean_delivery=false"), ("lean", "")):
             pool = runs[name] = WorkerPool(base + options, tmp_path / name, session_timeout=3.0)
             cold = pool.start()
 

@@ -23,6 +23,7 @@ def test_options_are_parsed_and_removed_from_the_redis_url() -> None:
     assert (options.prefix, options.fetch_count, options.fence_changelogs, options.maxlen) == ("abc", 10, False, 5)
     assert options.lean_recovery
     assert not parse_broker_url("redis://h/0?lean_recovery=false")[1].lean_recovery
+    assert options.lean_delivery and not parse_broker_url("redis://h/0?lean_delivery=0")[1].lean_delivery
 
 
 @pytest.mark.parametrize(
