@@ -379,14 +379,19 @@ async def run(args: argparse.Namespace) -> None:
                   f"first (cold) render over HTTP: {cold_ms:.0f} ms ({headers.get('x-cache')})")
             print(f"\n1. hot query, {args.concurrency} connections, {seconds:.1f}s x {rounds} rounds (best)")
             results: dict[str, float] = {}
+            pids = {api_port: api.pid, bare_port: bare.pid, handler_port: handler_only.pid}
             for _ in range(rounds):  # interleaved so drift from other load hits all variants alike
                 for name, port, gz in (("api cached", api_port, False), ("bare memory", bare_port, False),
                                        ("handler only", handler_port, False),
                                        ("api cached gzip", api_port, True), ("bare memory gzip", bare_port, True),
                                        ("handler only gzip", handler_port, True)):
+                    cpu_before = cpu_seconds(pids[port])
                     rate, size = await throughput(port, http_request(port, {"query": HOT}, gz), args.concurrency,
                                                   seconds)
+                    # server CPU per answer: steadier than req/s when other processes share the cores
+                    cpu_us = (cpu_seconds(pids[port]) - cpu_before) * 1e6 / max(1.0, rate * seconds)
                     results[name] = max(results.get(name, 0.0), rate)
+                    results[name + " cpu"] = min(results.get(name + " cpu", float("inf")), cpu_us)
                     results[name + " size"] = size
             for variant in ("", " gzip"):
                 ours, base = results["api cached" + variant], results["bare memory" + variant]
@@ -394,6 +399,13 @@ async def run(args: argparse.Namespace) -> None:
                 print(f"   {'plain' if not variant else 'gzip '}  api {ours:7.0f} req/s   bare {base:7.0f} req/s   "
                       f"ratio {ours / base:6.1%}   | GraphQL handler+cache without middlewares {alone:7.0f} req/s "
                       f"({alone / base:6.1%})   ({results['api cached' + variant + ' size'] / 1024:.0f} KB)")
+                cpu_ours, cpu_base = results["api cached" + variant + " cpu"], results["bare memory" + variant + " cpu"]
+                cpu_alone = results["handler only" + variant + " cpu"]
+                print(f"          server CPU per answer: api {cpu_ours:5.0f} us   bare {cpu_base:5.0f} us   "
+                      f"capacity {cpu_base / cpu_ours:6.1%}   | handler only {cpu_alone:5.0f} us "
+                      f"({cpu_base / cpu_alone:6.1%})")
+                emit(f"hot cached query{variant}: server CPU per answer", cpu_ours, "us", baseline=cpu_base,
+                     baseline_label="bare aiohttp, same bytes")
                 emit(f"hot cached query{variant}, {args.concurrency} connections", ours, "req/s", baseline=base,
                      baseline_label="bare aiohttp, same bytes", goal=">= 80%")
                 emit(f"hot cached query{variant}, GraphQL handler+cache only (no middlewares)", alone, "req/s",

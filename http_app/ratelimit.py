@@ -175,7 +175,7 @@ _Group = tuple[str, str | None, int, float]  # window key, revocation key, limit
 class _Reservation:
     """Slots a busy client was granted in Redis beyond its waiting requests, handed out locally in order."""
 
-    __slots__ = ("count", "expires", "first_member", "member", "policy", "redis_now", "reset_seconds",
+    __slots__ = ("closed", "count", "expires", "first_member", "member", "policy", "redis_now", "reset_seconds",
                  "sent_at", "taken", "used_first")
 
     def __init__(self, batch: _Batch, reply: Any) -> None:
@@ -189,10 +189,11 @@ class _Reservation:
         self.redis_now = now_us / 1_000_000
         self.sent_at = batch.sent_at
         self.expires = batch.sent_at + RESERVE_SECONDS  # sent before the script ran: errs on the safe side
-        self.taken = 0
+        self.taken = 0  # handed out so far (the next reservation is sized on it)
+        self.closed = False
 
     def take(self, now: float) -> Verdict | None:
-        if now >= self.expires or self.taken >= self.count:
+        if self.closed or now >= self.expires or self.taken >= self.count:
             return None
         index = self.taken
         self.taken += 1
@@ -399,8 +400,10 @@ class SlidingWindowLimiter:
 
     def _release(self, line: RedisLine, window_key: str, reservation: _Reservation) -> None:
         """Give back what was not used (until then it counted against the client)."""
+        if reservation.closed:
+            return
+        reservation.closed = True
         unused = reservation.unused_members()
-        reservation.taken = reservation.count
         if unused:
             sent = line.send_nowait("ZREM", window_key, *unused)
             if sent is not None:  # best effort: if it fails, the slots expire with the window
