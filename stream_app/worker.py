@@ -7,6 +7,7 @@ the in-flight batch is written and committed, the worker leaves the group, and i
 from __future__ import annotations
 
 import logging
+import signal
 
 import faust
 
@@ -25,7 +26,14 @@ def build(settings: Settings, database_url: str, redis_url: str) -> faust.App:
     return stream.app
 
 
+def _stop_before_start(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main() -> None:
+    # Until the Faust worker installs its graceful handler, a SIGTERM finds nothing in flight: exit 0 at once
+    # (a worker stopped while still importing used to die of the signal).
+    signal.signal(signal.SIGTERM, _stop_before_start)
     settings = load_or_exit()
     from stream_app.logs import configure_logging
     from stream_app.metrics import start_metrics_server
