@@ -154,6 +154,22 @@ async def test_concurrent_http_clients_are_never_over_admitted(make_client: AppF
     assert statuses.count(200) == 50 and statuses.count(429) == 70
 
 
+async def test_a_busy_anonymous_client_is_counted_exactly(make_client: AppFactory, redis_client: Any,
+                                                          redis_prefix: str) -> None:
+    # Concurrent requests share script runs and reserved slots; every admitted request is still counted once.
+    from http_app.ratelimit import RESERVE_SECONDS
+
+    client = await make_client(RATE_LIMIT=100_000)
+    for _ in range(3):
+        responses = await asyncio.gather(*(client.get("/whoami") for _ in range(100)))
+        assert all(r.status == 200 for r in responses)
+        remaining = [int(r.headers["X-RateLimit-Remaining"]) for r in responses]
+        assert all(100_000 - 300 - 256 <= left < 100_000 for left in remaining)
+    await asyncio.sleep(RESERVE_SECONDS + 0.2)  # reservations end: unused slots are given back
+    keys = [key async for key in redis_client.scan_iter(match=f"{redis_prefix}:rl:anonymous:*")]
+    assert len(keys) == 1 and await redis_client.zcard(keys[0]) == 300
+
+
 async def test_redis_down_reads_fail_open_and_sign_in_fails_closed(
     make_client: AppFactory, own_redis: EmbeddedRedis, token_for: Callable[..., str]
 ) -> None:
