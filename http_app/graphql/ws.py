@@ -30,7 +30,6 @@ from http_app.graphql.limits import MAX_BODY_BYTES, analyze
 from http_app.keys import SETTINGS
 from http_app.metrics import WS_CONNECTIONS
 from http_app.principal import ANONYMOUS, Principal
-from stream_app.cancelling import cancel_and_wait
 
 log = logging.getLogger("http_app.graphql.ws")
 
@@ -173,11 +172,13 @@ class Connection:
                 if self.ws.closed:
                     break
         finally:
-            tasks = [watchdog, keepalive, *self.operations.values()]
+            watchdog.cancel()
+            keepalive.cancel()
             if self._expiry is not None:
-                tasks.append(self._expiry)
-            # cancel_and_wait: an operation inside a Redis call can lose a plain cancel (stream_app/cancelling.py)
-            await asyncio.gather(*(cancel_and_wait(task) for task in tasks))
+                self._expiry.cancel()
+            for task in self.operations.values():
+                task.cancel()
+            await asyncio.gather(watchdog, keepalive, *self.operations.values(), return_exceptions=True)
 
     async def _close_at(self, expires_at: float) -> None:
         await asyncio.sleep(max(0.0, expires_at - time.time()))
