@@ -16,8 +16,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-async def cancel_and_wait(task: asyncio.Task[Any], *, patience: float = 10.0, every: float = 0.2) -> bool:
+async def cancel_and_wait(task: asyncio.Task[Any], *, patience: float = 10.0, every: float = 1.0) -> bool:
     """Cancel `task` and wait until it has finished, cancelling again every `every` seconds.
+
+    The repeat is spaced out so that a task's own clean-up (a `finally` that awaits) normally finishes before
+    a second cancel could interrupt it; use it for tasks whose clean-up is short, like the live-hub tail.
 
     Returns False (and logs) if it is still running after `patience` seconds; never raises what the task raised.
     Cancelling the caller cancels the wait, not the guarantee: the task has been asked to stop.
