@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -52,27 +53,24 @@ class RedRecorder(Collector):
         self.in_flight = 0
         self.ws_active = 0
 
+    def _histogram(self, store: dict[Any, LoopHistogram], key: Any) -> LoopHistogram:
+        hist = store.get(key)
+        if hist is None:
+            hist = store[key] = LoopHistogram(self.bounds)
+        return hist
+
     def request_done(self, method: str, route: str, status: int, elapsed: float | None) -> None:
         key = (method, route, status)
         self.requests[key] = self.requests.get(key, 0) + 1
         if elapsed is not None:
-            hist = self.seconds.get((method, route))
-            if hist is None:
-                hist = self.seconds[(method, route)] = LoopHistogram(self.bounds)
-            hist.observe(elapsed)
+            self._histogram(self.seconds, (method, route)).observe(elapsed)
 
     def graphql_done(self, operation_type: str, elapsed: float) -> None:
-        hist = self.graphql_seconds.get(operation_type)
-        if hist is None:
-            hist = self.graphql_seconds[operation_type] = LoopHistogram(self.bounds)
-        hist.observe(elapsed)
+        self._histogram(self.graphql_seconds, operation_type).observe(elapsed)
 
     def answer_histogram(self, cached: str) -> LoopHistogram:
         """The latency histogram of answers from `cached` (local, redis, no); callers may keep it."""
-        hist = self.answer_seconds.get(cached)
-        if hist is None:
-            hist = self.answer_seconds[cached] = LoopHistogram(self.bounds)
-        return hist
+        return self._histogram(self.answer_seconds, cached)
 
     def cache_lookup(self, tier: str, result: str, count: int = 1) -> None:
         key = (tier, result)
@@ -86,29 +84,20 @@ class RedRecorder(Collector):
         for (method, route, status), count in sorted(self.requests.items()):
             requests.add_metric([method, route, str(status)], count)
         yield requests
-        seconds = HistogramMetricFamily(
+        yield _histograms(
             "solstake_http_request_duration_seconds",
             "Time to answer an HTTP request (WebSocket sessions excluded), by method and route template.",
-            labels=["method", "route"])
-        for (method, route), hist in sorted(self.seconds.items()):
-            seconds.add_metric([method, route], hist.cumulative(), hist.sum)
-        yield seconds
-        graphql = HistogramMetricFamily(
+            ["method", "route"], self.seconds)
+        yield _histograms(
             "solstake_graphql_operation_duration_seconds",
             "Time to answer a GraphQL HTTP request, by operation type (query, mutation, unknown = refused "
             "before the type was known).",
-            labels=["operation_type"])
-        for operation, hist in sorted(self.graphql_seconds.items()):
-            graphql.add_metric([operation], hist.cumulative(), hist.sum)
-        yield graphql
-        answers = HistogramMetricFamily(
+            ["operation_type"], self.graphql_seconds)
+        yield _histograms(
             "solstake_graphql_request_seconds",
             "Time to answer a GraphQL request over HTTP, by where the answer came from: local (process cache), "
             "redis (shared cache) or no (executed).",
-            labels=["cached"])
-        for cached, hist in sorted(self.answer_seconds.items()):
-            answers.add_metric([cached], hist.cumulative(), hist.sum)
-        yield answers
+            ["cached"], self.answer_seconds)
         lookups = CounterMetricFamily(
             "solstake_cache_lookups",
             "GraphQL response-cache lookups, by tier (local process memory or redis) and result (hit or miss).",
@@ -124,3 +113,13 @@ class RedRecorder(Collector):
         ws = GaugeMetricFamily("solstake_ws_connections_active", "WebSocket connections open right now.")
         ws.add_metric([], self.ws_active)
         yield ws
+
+
+def _histograms(name: str, documentation: str, labels: list[str],
+                store: dict[Any, LoopHistogram]) -> HistogramMetricFamily:
+    """One histogram family from a store keyed by a label value or a tuple of label values."""
+    family = HistogramMetricFamily(name, documentation, labels=labels)
+    for key, hist in sorted(store.items()):
+        values = list(key) if isinstance(key, tuple) else [key]
+        family.add_metric(values, hist.cumulative(), hist.sum)
+    return family
