@@ -49,10 +49,26 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+# BENCH_PROFILE=<dir>: the worker runs under a CPU-time cProfile, dumped to <dir>/<name>.prof when it stops.
+PROFILED = """\
+import cProfile, runpy, time
+profile = cProfile.Profile(time.process_time)
+try:
+    profile.runcall(runpy.run_module, "stream_app.worker", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+finally:
+    profile.dump_stats({dump!r})
+"""
+
+
 class Worker:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log = log.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream_app.worker"], env=env, cwd=ROOT,
+        command = [sys.executable, "-m", "stream_app.worker"]
+        if os.environ.get("BENCH_PROFILE"):
+            command[1:] = ["-c", PROFILED.format(dump=str(Path(os.environ["BENCH_PROFILE"]) / f"{log.stem}.prof"))]
+        self.proc = subprocess.Popen(command, env=env, cwd=ROOT,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def cpu_seconds(self) -> float:

@@ -5,12 +5,13 @@
 
 `score_validators` takes records in batches: it scores a batch (the table's changelog gets each new state),
 writes the batch's scores to PostgreSQL in one transaction and acknowledges the records only after that
-commit (`noack_take`), so an offset is never committed before its scores are stored. The write of batch k
-runs while batch k+1 is scored (one write in flight, so batches commit and acknowledge in order). A failed
-write is retried until it succeeds; on shutdown the in-flight write may finish before the final commit.
-The sink is idempotent, so the worst case anywhere is a replay, never a loss. After the commit the batch is
-announced on the live stream and each stored score, with its breakdown, goes to `trust-scores` for consumers
-outside this app (nothing here reads it back).
+commit (`noack_take`), so an offset is never committed before its scores are stored. Writes run beside the
+scoring, one at a time (`BatchWriter`: batches commit and acknowledge in order; batches scored during a
+write are merged into the next one). A failed write is retried until it succeeds; on shutdown the writes
+of what was scored may finish before the final commit. The sink is idempotent, so the worst case anywhere
+is a replay, never a loss. After the commit the batch is announced on the live stream and each stored
+score, with its breakdown, goes to `trust-scores` for consumers outside this app (nothing here reads it
+back), once no write is waiting.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ log = logging.getLogger(__name__)
 
 SCORE_BATCH = 1000  # records scored, then written to PostgreSQL in one transaction
 SCORE_WITHIN = 0.05  # seconds a partial batch waits for more records
-SHUTDOWN_GRACE = 20.0  # seconds an in-flight write may take once the worker is asked to stop
+SHUTDOWN_GRACE = 20.0  # seconds the writes of scored batches may take once the worker is asked to stop
+WRITE_AT_MOST = 2000  # events merged into one transaction when batches wait for the writer
+MAX_PENDING = 2000  # scored events waiting for the writer before scoring waits for it
+PUBLISH_AT_LEAST = 2000  # stored scores held back from trust-scores while writes are waiting
 RETRY_CAP = 5.0
 PRODUCE_WINDOW = 2000  # records queued on the producer before waiting for Redis to take them
 # Labelled children resolved once: `.labels()` per record costs more than the increment.
@@ -210,7 +214,6 @@ class Pipeline:
         await _ack(records, batch)
         if events:
             await self.announce(result)
-            await self.publish_scores(events)
 
     async def persist_until_done(self, events: list[ScoreEvent]) -> PersistResult:
         delay = 0.2
@@ -262,26 +265,80 @@ def register(stream: StreamApp, pipeline: Pipeline) -> None:
 
     @app.agent(stream.records, name="score_validators")
     async def score_validators(records: Any) -> None:
-        # Batch k is written (and acknowledged once committed) while batch k+1 is scored: at most one
-        # write in flight, so batches commit and acknowledge in order.
-        writing: asyncio.Future[None] | None = None
+        writer = BatchWriter(pipeline, records)
         try:
             async for batch in records.noack_take(SCORE_BATCH, within=SCORE_WITHIN):
                 events = await pipeline.score_batch(batch)
-                if writing is not None:
-                    await asyncio.shield(writing)
-                writing = asyncio.ensure_future(pipeline.commit_batch(records, batch, events))
-                writing.add_done_callback(_report_failed_write)
+                await writer.add(batch, events)
         except asyncio.CancelledError:
-            # Stopping: let the in-flight write finish (it acknowledges its batch) before the final commit.
-            if writing is not None and not writing.done():
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(writing), SHUTDOWN_GRACE)
+            # Stopping: let the writes of what was scored finish (they acknowledge their batches) before
+            # the final commit.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(writer.drain()), SHUTDOWN_GRACE)
             raise
 
     @app.timer(1.0, on_leader=True, name="fetch_cycle")
     async def fetch_cycle() -> None:
         pipeline.fetch_tick_soon()
+
+
+class BatchWriter:
+    """Writes scored batches to PostgreSQL in order, one transaction at a time, beside the scoring.
+
+    Batches scored while a write is in flight wait and go together in the next transaction (up to
+    WRITE_AT_MOST events), so a burst of small batches costs one transaction, not one each, and the agent
+    never stops scoring to wait for PostgreSQL unless MAX_PENDING scored events are still unwritten.
+    Stored scores go to trust-scores once no write is waiting (or PUBLISH_AT_LEAST are held), so writes
+    come first; they stay in commit order.
+    """
+
+    def __init__(self, pipeline: Pipeline, records: Any) -> None:
+        self.pipeline = pipeline
+        self.records = records
+        self.pending: list[tuple[Sequence[Any], list[ScoreEvent]]] = []
+        self.pending_events = 0
+        self.unpublished: list[ScoreEvent] = []
+        self.task: asyncio.Future[None] | None = None
+        self.room = asyncio.Event()
+
+    async def add(self, batch: Sequence[Any], events: list[ScoreEvent]) -> None:
+        if self.task is not None and self.task.done():
+            self.task.result()  # a failed writer raises through the agent
+        self.pending.append((batch, events))
+        self.pending_events += len(events)
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._run())
+            self.task.add_done_callback(_report_failed_write)
+        while self.pending_events >= MAX_PENDING and not self.task.done():
+            self.room.clear()
+            await self.room.wait()
+
+    async def drain(self) -> None:
+        if self.task is not None:
+            await self.task
+
+    async def _run(self) -> None:
+        try:
+            while self.pending:
+                batches, events = self._take()
+                self.room.set()
+                await self.pipeline.commit_batch(self.records, batches, events)
+                self.unpublished.extend(events)
+                if not self.pending or len(self.unpublished) >= PUBLISH_AT_LEAST:
+                    unpublished, self.unpublished = self.unpublished, []
+                    await self.pipeline.publish_scores(unpublished)
+        finally:
+            self.room.set()  # a waiting agent sees the writer gone (and its failure, if any)
+
+    def _take(self) -> tuple[list[Any], list[ScoreEvent]]:
+        batches: list[Any] = []
+        events: list[ScoreEvent] = []
+        while self.pending and (not events or len(events) + len(self.pending[0][1]) <= WRITE_AT_MOST):
+            batch, scored = self.pending.pop(0)
+            batches.extend(batch)
+            events.extend(scored)
+            self.pending_events -= len(scored)
+        return batches, events
 
 
 def _report_failed_write(write: asyncio.Future[None]) -> None:
