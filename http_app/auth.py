@@ -113,6 +113,11 @@ class AccessControl:
         known = request.get(TOKEN_CHECK)
         if known is not None:
             return known
+        return self.read_header(request)
+
+    def read_header(self, request: web.Request) -> TokenCheck:
+        """`check_header` for a caller that knows it is the first to ask (no lookup on the request:
+        a missing request key costs a raised KeyError)."""
         check = self._check(request)
         request[TOKEN_CHECK] = check
         return check
@@ -157,10 +162,12 @@ def unauthorized(message: str) -> web.Response:
     )
 
 
-async def admit_principal(request: web.Request) -> web.Response | None:
-    """Set request["principal"]; or return the 401 answer when the token must be refused."""
+async def admit_principal(request: web.Request, check: TokenCheck | None = None) -> web.Response | None:
+    """Set request["principal"]; or return the 401 answer when the token must be refused.
+    `check`: the request's token check when the caller already has it."""
     control = request.app[ACCESS_CONTROL]
-    check = control.check_header(request)
+    if check is None:
+        check = control.check_header(request)
     if check.error is not None:
         AUTH_FAILURES.labels(check.error.reason).inc()
         return unauthorized(check.error.message)

@@ -18,7 +18,7 @@ _ID_PREFIX = os.urandom(8).hex()
 _ids = itertools.count(1)
 
 
-def _request_id(request: web.Request) -> str:
+def request_id(request: web.Request) -> str:
     given = request.headers.get(REQUEST_ID_HEADER, "")
     # Accept a caller's id only if it is short and printable, so logs cannot be forged with newlines.
     if 0 < len(given) <= 64 and given.isprintable():
@@ -26,22 +26,27 @@ def _request_id(request: web.Request) -> str:
     return f"{_ID_PREFIX}{next(_ids):016x}"
 
 
+def internal_error(request: web.Request, rid: str) -> web.Response:
+    """Log the exception being handled and answer 500 without any of its details."""
+    log.exception("unhandled error in %s %s (request %s)", request.method, request.path, rid)
+    return web.json_response(
+        {"error": "Internal Server Error", "requestId": rid},
+        status=500,
+        headers={REQUEST_ID_HEADER: rid},
+    )
+
+
 @web.middleware
 async def request_id_and_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = _request_id(request)
-    request["request_id"] = request_id
+    rid = request_id(request)
+    request["request_id"] = rid
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        exc.headers[REQUEST_ID_HEADER] = request_id
+        exc.headers[REQUEST_ID_HEADER] = rid
         raise
     except Exception:
-        log.exception("unhandled error in %s %s (request %s)", request.method, request.path, request_id)
-        return web.json_response(
-            {"error": "Internal Server Error", "requestId": request_id},
-            status=500,
-            headers={REQUEST_ID_HEADER: request_id},
-        )
+        return internal_error(request, rid)
     if not response.prepared:
-        response.headers[REQUEST_ID_HEADER] = request_id
+        response.headers[REQUEST_ID_HEADER] = rid
     return response

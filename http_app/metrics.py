@@ -75,12 +75,12 @@ GRAPHQL_OPERATION: web.RequestKey[str] = web.RequestKey("graphql_operation", str
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
-def _route(request: web.Request) -> str:
+def route_of(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
 
 
-def _graphql_operation(request: web.Request, response: web.StreamResponse | None) -> str:
+def graphql_operation(request: web.Request, response: web.StreamResponse | None) -> str:
     given = request.get(GRAPHQL_OPERATION)
     if isinstance(given, str) and given in ("query", "mutation", "subscription"):
         return given
@@ -98,7 +98,7 @@ async def red_middleware(request: web.Request, handler: Any) -> web.StreamRespon
     token = REQUEST_ID.set(request.get("request_id"))
     started = time.perf_counter()
     method = request.method if request.method in METHODS else "OTHER"
-    route = _route(request)
+    route = route_of(request)
     websocket = request.headers.get("Upgrade", "").lower() == "websocket"
     status = 500
     response: web.StreamResponse | None = None
@@ -127,20 +127,24 @@ async def red_middleware(request: web.Request, handler: Any) -> web.StreamRespon
             RED.in_flight -= 1
             RED.request_done(method, route, status, elapsed)
             if route == "/graphql":
-                RED.graphql_done(_graphql_operation(request, response), elapsed)
-        # One line per request costs more than the request itself on the hot path (~0.1-0.2 ms of
-        # formatting): routine requests log at debug; server errors and slow requests always do.
-        if status >= 500:
-            level = logging.WARNING
-        elif elapsed >= SLOW_REQUEST and not websocket and route not in QUIET_ROUTES:
-            level = logging.INFO
-        else:
-            level = logging.DEBUG
-        if access_log.isEnabledFor(level):
-            access_log.log(level, "%s %s %d %.1f ms", request.method, route, status, elapsed * 1000,
-                           extra={"method": request.method, "route": route, "status": status,
-                                  "duration_ms": round(elapsed * 1000, 2)})
+                RED.graphql_done(graphql_operation(request, response), elapsed)
+        log_request(request, route, status, elapsed, websocket)
         REQUEST_ID.reset(token)
+
+
+def log_request(request: web.Request, route: str, status: int, elapsed: float, websocket: bool) -> None:
+    # One line per request costs more than the request itself on the hot path (~0.1-0.2 ms of
+    # formatting): routine requests log at debug; server errors and slow requests always do.
+    if status >= 500:
+        level = logging.WARNING
+    elif elapsed >= SLOW_REQUEST and not websocket and route not in QUIET_ROUTES:
+        level = logging.INFO
+    else:
+        level = logging.DEBUG
+    if access_log.isEnabledFor(level):
+        access_log.log(level, "%s %s %d %.1f ms", request.method, route, status, elapsed * 1000,
+                       extra={"method": request.method, "route": route, "status": status,
+                              "duration_ms": round(elapsed * 1000, 2)})
 
 
 _factory_installed = False
@@ -191,15 +195,18 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
-def setup_metrics(app: web.Application) -> None:
-    """Route `/metrics` and install the RED middleware right inside the request-id middleware."""
+def setup_metrics(app: web.Application, *, middleware: bool = True) -> None:
+    """Route `/metrics` and install the RED middleware right inside the request-id middleware
+    (`middleware=False`: the app's own middleware records RED, as `http_app.front.front_door` does)."""
     from http_app.errors import request_id_and_errors
 
     app.router.add_get("/metrics", metrics)
+    install_request_id_logging()
+    if not middleware:
+        return
     position = 0
-    for index, middleware in enumerate(app.middlewares):
-        if middleware is request_id_and_errors:
+    for index, installed in enumerate(app.middlewares):
+        if installed is request_id_and_errors:
             position = index + 1
     if red_middleware not in app.middlewares:
         app.middlewares.insert(position, red_middleware)
-    install_request_id_logging()

@@ -7,6 +7,7 @@ The access-control layer (JWT, Sign-In With Solana) builds a `Principal` per req
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 READ_VALIDATORS = "read:validators"
 READ_SCORES = "read:scores"
@@ -42,7 +43,7 @@ class Principal:
     def can(self, permission: str) -> bool:
         return permission in self.permissions
 
-    @property
+    @cached_property  # asked on every GraphQL request; a principal never changes
     def scope(self) -> str:
         """Cache-isolation scope: callers with the same scope may share cached answers."""
         if self.anonymous:

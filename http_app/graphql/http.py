@@ -1,7 +1,10 @@
 """GraphQL over HTTP (graphql-over-http draft): POST JSON, GET for queries, media-type negotiation.
 
 Fast path first: a cached answer for the same (scope, query text, operation, variables) is returned
-before anything is parsed. Everything else is analysed (limits, validation) once per query text.
+before anything is parsed. What the handler derives from a request's raw bytes (body or query string,
+Content-Type and Accept: media type, query, operation, canonical variables) is remembered per raw request
+(`_Plans`), so a repeated request goes straight to the cache lookup; a miss there takes the full path.
+Everything else is analysed (limits, validation) once per query text.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -37,6 +41,59 @@ JSON = "application/json"
 _CONTENT_TYPES = {GRAPHQL_RESPONSE: GRAPHQL_RESPONSE + "; charset=utf-8", JSON: JSON + "; charset=utf-8"}
 _VARY = "Accept, Accept-Encoding, Authorization"
 _LOCAL_SECONDS = GRAPHQL_SECONDS("local")  # the hot path: resolve the histogram once
+# The headers of a local-cache answer, by (media type, stale, gzip): built once, not per request.
+_HIT_HEADERS: dict[tuple[str, bool, bool], dict[str, str]] = {
+    (media, stale, gz): {"Content-Type": _CONTENT_TYPES[media], "Vary": _VARY,
+                         "X-Cache": "STALE" if stale else "HIT-LOCAL", **({"Content-Encoding": "gzip"} if gz else {})}
+    for media in (GRAPHQL_RESPONSE, JSON) for stale in (False, True) for gz in (False, True)
+}
+# Raw requests whose plan is remembered: bodies up to this size (hot queries are short).
+PLAN_MAX_BODY = 8 * 1024
+PLAN_MAX_ENTRIES = 512
+PLAN_MAX_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the handler derived from one raw request, up to the cache lookup (all pure functions of it)."""
+
+    media: str
+    query: str
+    operation_name: str | None
+    variables_key: bytes
+    public_key: LocalKey | None  # the cache key when the answer is the same for every caller
+
+
+RawKey = tuple[Any, ...]  # (raw query string, Accept) for GET; (body, Content-Type, Accept) for POST
+
+
+class _Plans:
+    """A bounded map raw request → _Plan; emptied when full (a hostile stream of distinct requests only
+    costs the fast path, never memory or correctness: every plan is recomputed from its own key)."""
+
+    def __init__(self) -> None:
+        self._plans: dict[RawKey, _Plan] = {}
+        self._bytes = 0
+
+    def get(self, key: RawKey) -> _Plan | None:
+        return self._plans.get(key)
+
+    def put(self, key: RawKey, plan: _Plan) -> None:
+        if key in self._plans:
+            return
+        size = sum(len(part) for part in key) + len(plan.query) + len(plan.variables_key)
+        if len(self._plans) >= PLAN_MAX_ENTRIES or self._bytes + size > PLAN_MAX_BYTES:
+            self._plans.clear()
+            self._bytes = 0
+        self._plans[key] = plan
+        self._bytes += size
+
+    def clear(self) -> None:
+        self._plans.clear()
+        self._bytes = 0
+
+
+PLANS = _Plans()
 
 
 class RequestError(Exception):
@@ -197,9 +254,43 @@ def is_request_error(result: dict[str, Any]) -> bool:
     return bool(errors) and result.get("data") is None and not any(e.get("path") for e in errors)
 
 
+async def _raw_key(request: web.Request, accept: str) -> RawKey | None:
+    """The request's raw inputs to the handler, when small enough to remember; reads a POST body (which the
+    full path then reads again from memory)."""
+    if request.method == "GET":
+        return (request.rel_url.raw_query_string, accept)
+    length = request.content_length
+    if length is None or length > PLAN_MAX_BODY:
+        return None
+    return (await request.read(), request.headers.get("Content-Type"), accept)
+
+
+def _cached_answer(request: web.Request, plan: _Plan, started: float) -> web.Response | None:
+    """The local tier's answer for a known raw request (exactly what the full path would answer), or None."""
+    key = plan.public_key
+    if key is None:
+        principal: Principal = request.get("principal", ANONYMOUS)
+        key = (principal.scope, plan.query, plan.operation_name, plan.variables_key)
+    entry = request.app[CACHE].get_local(key)
+    if entry is None:
+        return None
+    request[GRAPHQL_OPERATION] = "query"  # only queries are ever cached
+    _LOCAL_SECONDS.observe(time.perf_counter() - started)
+    gz = entry.gz is not None and "gzip" in request.headers.get("Accept-Encoding", "")
+    return web.Response(body=entry.gz if gz else entry.body, headers=_HIT_HEADERS[plan.media, entry.stale, gz])
+
+
 async def graphql_http(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
-    media = negotiate(request.headers.get("Accept", ""))
+    accept = request.headers.get("Accept", "")
+    raw = await _raw_key(request, accept)
+    if raw is not None:
+        plan = PLANS.get(raw)
+        if plan is not None:
+            answer = _cached_answer(request, plan, started)
+            if answer is not None:
+                return answer
+    media = negotiate(accept)
     if media is None:
         return web.json_response({"errors": [error_body("Cannot produce any media type in Accept; use "
                                                         f"{GRAPHQL_RESPONSE} or {JSON}", BAD_REQUEST)]},
@@ -213,11 +304,15 @@ async def graphql_http(request: web.Request) -> web.StreamResponse:
     principal: Principal = request.get("principal", ANONYMOUS)
     variables_key = canonical_variables(variables)
     # Public data is the same for every caller: signed-in readers share (and warm) the public entry.
-    scope = "public" if analyze(query).public else principal.scope
+    public = analyze(query).public
+    scope = "public" if public else principal.scope
     local_key: LocalKey = (scope, query, operation_name, variables_key)
+    if raw is not None:
+        PLANS.put(raw, _Plan(media, query, operation_name, variables_key, local_key if public else None))
 
     entry = cache.get_local(local_key)
     if entry is not None:
+        request[GRAPHQL_OPERATION] = "query"  # only queries are ever cached
         _LOCAL_SECONDS.observe(time.perf_counter() - started)
         return respond(request, media, entry.body, entry.gz, cache_state="STALE" if entry.stale else "HIT-LOCAL")
     try:
