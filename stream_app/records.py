@@ -10,6 +10,7 @@ instead of producing a silently wrong number downstream.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
@@ -35,11 +36,11 @@ class _Record:
     def from_dict(cls: type[T], data: Any) -> T:
         if not isinstance(data, dict):
             raise RecordError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
-        kwargs: dict[str, Any] = {}
-        for name in _field_names(cls):
-            if name not in data:
-                continue  # the dataclass default applies, or the constructor reports the missing field
-            kwargs[name] = cls._coerce(name, data[name])
+        # An absent field takes the dataclass default, or the constructor reports it missing.
+        kwargs = {name: data[name] for name in _field_names(cls) if name in data}
+        for name in cls._tuple_fields:
+            if name in kwargs:
+                kwargs[name] = cls._coerce(name, kwargs[name])
         try:
             return cls(**kwargs)
         except TypeError as exc:
@@ -64,9 +65,17 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
+_FIELD_VALUES: dict[type, Any] = {}
+
+
 def record_fields(record: Any) -> dict[str, Any]:
     """A shallow dict of a record's fields (the values are shared, not copied)."""
-    return {name: getattr(record, name) for name in _field_names(type(record))}
+    cls = type(record)
+    names = _field_names(cls)
+    values = _FIELD_VALUES.get(cls)
+    if values is None:
+        values = _FIELD_VALUES[cls] = operator.attrgetter(*names)  # all fields in one C call
+    return dict(zip(names, values(record), strict=True))
 
 
 @dataclass(frozen=True, slots=True)

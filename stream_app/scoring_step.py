@@ -12,7 +12,7 @@ from dataclasses import replace
 import orjson
 
 from stream_app.records import ClusterContext, ScoreEvent, ValidatorRecord
-from stream_app.scoring import SCORING_VERSION, state_from_dict, state_to_dict, update
+from stream_app.scoring import SCORING_VERSION, state_from_dict, update
 
 
 def failed_event(run_id: str, vote_pubkey: str, error: str, *, identity_pubkey: str = "", epoch: int = 0,
@@ -41,7 +41,9 @@ def score_step(raw_state: bytes | None, record: ValidatorRecord,
         return fail(f"{type(exc).__name__}: {exc}")
     if not breakdown.applied:
         return None, replace(breakdown.to_score_event(record), applied=False)
-    new_raw = _exact(orjson.dumps(state_to_dict(new_state), option=orjson.OPT_NON_STR_KEYS))
+    # orjson writes the slotted dataclass as `state_to_dict` would (fields in order, epoch keys as strings),
+    # without building that dict first.
+    new_raw = _exact(orjson.dumps(new_state, option=orjson.OPT_NON_STR_KEYS))
     return new_raw, breakdown.to_score_event(record)
 
 

@@ -38,17 +38,39 @@ class Component:
 
     def to_dict(self) -> dict[str, Any]:
         m = self.measurement
+        weight = _ROUNDED_WEIGHTS.get(self.weight)
+        if weight is None:
+            weight = _rounded_weight(self.weight)
         return {
             "name": m.name,
             "raw": m.raw,
             "reference": m.reference,
-            "score": round(m.score, 6),
-            "weight": round(self.weight, 6),
-            "contribution": round(self.contribution, 4),
-            "n": round(m.n, 4),
+            "score": _round(m.score, 6),
+            "weight": weight,
+            "contribution": _round(self.contribution, 4),
+            "n": _round(m.n, 4),
             "known": m.known,
             **m.details,
         }
+
+
+def _round(value: float, digits: int) -> float:
+    """round(value, digits), skipped for 0.0 and 1.0 (most sub-scores and n): `round` formats the decimal
+    digits, a quarter of the cost of a breakdown."""
+    if type(value) is float and (value == 1.0 or value == 0.0):
+        return value
+    return round(value, digits)
+
+
+# Effective weights take a handful of values (the configured weights over a few totals): rounded once each.
+_ROUNDED_WEIGHTS: dict[float, float] = {}
+
+
+def _rounded_weight(weight: float) -> float:
+    if len(_ROUNDED_WEIGHTS) >= 1024:
+        _ROUNDED_WEIGHTS.clear()
+    rounded = _ROUNDED_WEIGHTS[weight] = round(weight, 6)
+    return rounded
 
 
 @dataclass(frozen=True, slots=True)

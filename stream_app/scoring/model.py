@@ -193,14 +193,19 @@ def measure(
 
 def effective_weights(measurements: list[Measurement], config: ScoringConfig) -> dict[str, float]:
     """Unknown infrastructure weight goes to stake concentration; other unknown weight is spread."""
-    weights = {m.name: config.weight(m.name) for m in measurements}
+    weight = config.weights.get
+    weights = {m.name: weight(m.name, 0.0) for m in measurements}
     known = {m.name for m in measurements if m.known}
     if names.INFRA_CONCENTRATION not in known:
         weights[names.STAKE_CONCENTRATION] = weights.get(names.STAKE_CONCENTRATION, 0.0) + weights.get(
             names.INFRA_CONCENTRATION, 0.0
         )
         weights[names.INFRA_CONCENTRATION] = 0.0
-    return {name: (w if name in known else 0.0) for name, w in weights.items()}
+    if len(known) < len(weights):
+        for name in weights:
+            if name not in known:
+                weights[name] = 0.0
+    return weights
 
 
 def penalties(
@@ -282,13 +287,12 @@ def explain(
     measurements = measure(state, record, ctx, config)
     weights = effective_weights(measurements, config)
     total = sum(weights.values())
-    parts = tuple(
-        Component(m, weights[m.name] / total, 100.0 * weights[m.name] / total * m.score)
-        if total > 0
-        else Component(m, 0.0, 0.0)
-        for m in measurements
-    )
-    base = sum(p.contribution for p in parts)
+    if total > 0:
+        parts = tuple([Component(m, weights[m.name] / total, 100.0 * weights[m.name] / total * m.score)
+                       for m in measurements])
+    else:
+        parts = tuple([Component(m, 0.0, 0.0) for m in measurements])
+    base = sum([p.contribution for p in parts])
     found = penalties(state, record, ctx, config)
     score = base
     for penalty in found:
@@ -296,7 +300,7 @@ def explain(
     for penalty in found:
         if penalty.cap is not None:
             score = min(score, penalty.cap)
-    confidence = sum(weights[m.name] * m.certainty for m in measurements if m.known)
+    confidence = sum([weights[m.name] * m.certainty for m in measurements if m.known])
     uptime = comp.availability_fraction(state)
     return ScoreBreakdown(
         vote_pubkey=record.vote_pubkey,

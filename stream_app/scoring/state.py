@@ -6,6 +6,7 @@ list keeps a fixed horizon, so the state stays a few hundred bytes whatever the 
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -46,13 +47,13 @@ class ValidatorState:
     repeat_offender_since: int | None = None
 
     def copy(self) -> ValidatorState:
-        clone = ValidatorState(**{name: getattr(self, name) for name in FIELD_NAMES})
+        clone = ValidatorState(*_values(self))
         clone.commission_epochs = {e: list(v) for e, v in self.commission_epochs.items()}
         clone.rugs = [list(r) for r in self.rugs]
         return clone
 
     def to_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in FIELD_NAMES}
+        data = dict(zip(FIELD_NAMES, _values(self), strict=True))
         data["commission_epochs"] = {str(e): list(v) for e, v in self.commission_epochs.items()}
         data["rugs"] = [list(r) for r in self.rugs]
         return data
@@ -78,19 +79,39 @@ class ValidatorState:
 
 FIELD_NAMES = tuple(f.name for f in fields(ValidatorState))
 FIELD_SET = frozenset(FIELD_NAMES)
+_values = operator.attrgetter(*FIELD_NAMES)  # every field, in declaration order, in one C call
+
+
+_INT_OR_NONE = frozenset((int, type(None)))
 
 
 def _commission_epoch(value: Any) -> CommissionEpoch:
-    if not isinstance(value, list | tuple) or len(value) != 5:
+    if type(value) is list and len(value) == 5:  # what the table holds: five ints or nulls, kept as they are
+        a, b, c, d, e = value
+        known = _INT_OR_NONE
+        if type(a) in known and type(b) in known and type(c) in known and type(d) in known and type(e) in known:
+            return [a, b, c, d, e]
+    if not isinstance(value, (list, tuple)) or len(value) != 5:
         raise ValueError(f"commission epoch must be [first, last, min, max, applied], got {value!r}")
     return [None if v is None else int(v) for v in value]
 
 
+_INTEGERS = ("last_slot", "vote_epoch", "vote_n", "credited_epochs", "block_epoch")
+_NUMBERS = ("vote_ewma", "avail_up", "avail_seen", "leader_sum", "skipped_sum", "last_observed_at")
+
+
 def _check_types(state: ValidatorState) -> None:
-    for name in ("last_slot", "vote_epoch", "vote_n", "credited_epochs", "block_epoch"):
+    s = state
+    if (isinstance(s.last_slot, int) and isinstance(s.vote_epoch, int) and isinstance(s.vote_n, int)
+            and isinstance(s.credited_epochs, int) and isinstance(s.block_epoch, int)
+            and isinstance(s.vote_ewma, (int, float)) and isinstance(s.avail_up, (int, float))
+            and isinstance(s.avail_seen, (int, float)) and isinstance(s.leader_sum, (int, float))
+            and isinstance(s.skipped_sum, (int, float)) and isinstance(s.last_observed_at, (int, float))):
+        return
+    for name in _INTEGERS:
         if not isinstance(getattr(state, name), int):
             raise RecordError(f"ValidatorState: {name} must be an integer")
-    for name in ("vote_ewma", "avail_up", "avail_seen", "leader_sum", "skipped_sum", "last_observed_at"):
+    for name in _NUMBERS:
         if not isinstance(getattr(state, name), int | float):
             raise RecordError(f"ValidatorState: {name} must be a number")
 

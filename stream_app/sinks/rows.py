@@ -7,6 +7,7 @@ failure instead of a batch that can never commit.
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Collection, Iterable
@@ -48,10 +49,18 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _unkeyable(event: ScoreEvent) -> str | None:
+@functools.lru_cache(maxsize=256)
+def _is_uuid(text: str) -> bool:
+    """A batch names one or two runs: each is parsed once, not once per event."""
     try:
-        uuid.UUID(str(event.run_id))
+        uuid.UUID(text)
     except ValueError:
+        return False
+    return True
+
+
+def _unkeyable(event: ScoreEvent) -> str | None:
+    if not _is_uuid(str(event.run_id)):
         return f"run_id {event.run_id!r} is not a UUID"
     if not isinstance(event.vote_pubkey, str) or not event.vote_pubkey or "\x00" in event.vote_pubkey:
         return f"vote_pubkey {event.vote_pubkey!r} is not a pubkey"
@@ -130,13 +139,15 @@ def _validator_row(event: ScoreEvent, rec: dict[str, Any], score: float | None) 
 
 def _history_rows(event: ScoreEvent, rec: dict[str, Any]) -> list[tuple[Any, ...]]:
     rows: dict[int, tuple[Any, ...]] = {}
+    vote = event.vote_pubkey
     for entry in rec.get("epoch_credits") or ():
         try:
-            epoch, credits, previous = (int(x) for x in entry)
+            e, c, p = entry
+            epoch, credits, previous = int(e), int(c), int(p)
         except (TypeError, ValueError):
             continue
         if 0 <= epoch < 2**31 and credits >= previous:
-            rows[epoch] = (event.vote_pubkey, epoch, credits - previous, None, None, None, None, False, None)
+            rows[epoch] = (vote, epoch, credits - previous, None, None, None, None, False, None)
     current = _int(rec.get("epoch", event.epoch), 0, 2**31 - 1)
     if current is not None:
         earned = rows.get(current, (None, None, None))[2]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_app.records import ValidatorRecord
-from stream_app.scoring import build_cluster_context, update
+from stream_app.scoring import build_cluster_context, state_from_dict, state_to_dict, update
 from stream_app.scoring import config as names
 from stream_app.scoring.config import DEFAULT_CONFIG
 from stream_app.scoring.rugs import rug_factor
@@ -192,3 +193,23 @@ def test_being_delinquent_never_raises_the_score(rec: ValidatorRecord, ctx: obje
 def test_rug_penalty_only_decays(increase_pp: int, since: int) -> None:
     now, later = rug_factor(increase_pp, since, DEFAULT_CONFIG), rug_factor(increase_pp, since + 1, DEFAULT_CONFIG)
     assert 0 < later < now <= DEFAULT_CONFIG.rug_max
+
+
+@FAST
+@given(st.lists(records(), min_size=1, max_size=4), contexts)
+def test_the_fast_encodings_write_the_same_bytes_as_the_plain_ones(recs: list[ValidatorRecord], ctx: object) -> None:
+    """The table stores `orjson.dumps(state)` and the breakdown skips `round` for 0/1 and memoises weights:
+    both must give exactly what `state_to_dict` and a plain `round` of every number give."""
+    wide = orjson.OPT_NON_STR_KEYS
+    state: ValidatorState | None = None
+    for rec in recs:
+        state, b = update(state, rec, ctx)  # type: ignore[arg-type]
+        raw = orjson.dumps(state, option=wide)
+        assert raw == orjson.dumps(state_to_dict(state), option=wide)
+        assert state_from_dict(orjson.loads(raw)) == state
+        for c in b.components:
+            m = c.measurement
+            plain = {"name": m.name, "raw": m.raw, "reference": m.reference, "score": round(m.score, 6),
+                     "weight": round(c.weight, 6), "contribution": round(c.contribution, 4), "n": round(m.n, 4),
+                     "known": m.known, **m.details}
+            assert orjson.dumps(c.to_dict(), option=wide) == orjson.dumps(plain, option=wide)
