@@ -150,14 +150,18 @@ class Pipeline:
         producer keeps per-partition order and Faust flushes it before every offset commit. It is the
         generic Faust Producer API, so Kafka brokers work unchanged.
         """
-        if topic.get_topic_name() not in self._declared:
+        await self.stream.app.producer.send(await self._declared_name(topic), key, value, partition, None, None)
+
+    async def _declared_name(self, topic: Any) -> str:
+        name: str = topic.get_topic_name()
+        if name not in self._declared:
             await topic.maybe_declare()
-            self._declared.add(topic.get_topic_name())
-        await self.stream.app.producer.send(topic.get_topic_name(), key, value, partition, None, None)
+            self._declared.add(name)
+        return name
 
     # --- score_validators -----------------------------------------------------------------------------
 
-    async def score(self, key: bytes | None, value: Any) -> ScoreEvent | None:
+    async def score(self, key: bytes | None, value: Any, contexts: ContextCache | None = None) -> ScoreEvent | None:
         """Score one message of validator-records; returns the event to send (None for headers)."""
         try:
             message = decode_validator_message(value)
@@ -172,7 +176,8 @@ class Pipeline:
             log.warning("malformed record of validator %s in run %s: %s", ids[1], ids[0], exc,
                         extra={"phase": "score", "run_id": ids[0], "validator": ids[1]})
             return failed_event(ids[0], ids[1], f"malformed record: {exc}")
-        contexts = await self.contexts()
+        if contexts is None:
+            contexts = await self.contexts()
         if isinstance(message, HeaderMessage):
             contexts.put(message.context)
             return None
@@ -192,17 +197,19 @@ class Pipeline:
     async def score_batch(self, batch: Sequence[Any]) -> list[ScoreEvent]:
         """Score a batch of validator-records events in order; the score events to persist."""
         out = []
-        for event in batch:
-            # The table sends each state change to the changelog partition of `faust.current_event()`: make
-            # that this record's event, in this task only. (Not `Stream._set_current_event`: it also sets
-            # the stream's attribute, which the take buffer reads while filling the next batch.)
-            token = _CURRENT_EVENT.set(weakref.ref(event))
-            try:
-                scored = await self.score(event.key, event.value)
-            finally:
-                _CURRENT_EVENT.reset(token)
-            if scored is not None:
-                out.append(scored)
+        contexts = await self.contexts()
+        token = _CURRENT_EVENT.set(None)
+        try:
+            for event in batch:
+                # The table sends each state change to the changelog partition of `faust.current_event()`:
+                # make that this record's event, in this task only. (Not `Stream._set_current_event`: it also
+                # sets the stream's attribute, which the take buffer reads while filling the next batch.)
+                _CURRENT_EVENT.set(weakref.ref(event))
+                scored = await self.score(event.key, event.value, contexts)
+                if scored is not None:
+                    out.append(scored)
+        finally:
+            _CURRENT_EVENT.reset(token)
         return out
 
     # --- persisting -----------------------------------------------------------------------------------
@@ -248,8 +255,12 @@ class Pipeline:
 
     async def publish_scores(self, events: Sequence[ScoreEvent]) -> None:
         """Each stored score with its full breakdown on trust-scores, for consumers outside this app."""
+        if not events:
+            return
+        name = await self._declared_name(self.stream.scores)
+        send = self.stream.app.producer.send
         for event in events:
-            await self.send(self.stream.scores, event.vote_pubkey.encode(), encode_score(event))
+            await send(name, event.vote_pubkey.encode(), encode_score(event), None, None, None)
 
     async def announce(self, result: PersistResult) -> None:
         try:
