@@ -18,12 +18,16 @@ _ID_PREFIX = os.urandom(8).hex()
 _ids = itertools.count(1)
 
 
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ids):016x}"
+
+
 def request_id(request: web.Request) -> str:
     given = request.headers.get(REQUEST_ID_HEADER, "")
     # Accept a caller's id only if it is short and printable, so logs cannot be forged with newlines.
     if 0 < len(given) <= 64 and given.isprintable():
         return given
-    return f"{_ID_PREFIX}{next(_ids):016x}"
+    return new_request_id()
 
 
 def internal_error(request: web.Request, rid: str) -> web.Response:

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 import http_app.access_metrics  # noqa: F401  (registers the access-control counters in this registry)
@@ -75,9 +76,20 @@ GRAPHQL_OPERATION: web.RequestKey[str] = web.RequestKey("graphql_operation", str
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
+_ROUTE_NAMES: dict[AbstractRoute, str] = {}  # route → its template (routes are few and live as long as the app)
+
+
 def route_of(request: web.Request) -> str:
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "unmatched"
+    route = request.match_info.route
+    name = _ROUTE_NAMES.get(route)
+    if name is None:
+        resource = route.resource
+        if resource is None:  # a system route (404/405), made per request: not remembered
+            return "unmatched"
+        if len(_ROUTE_NAMES) >= 4096:  # apps come and go in tests
+            _ROUTE_NAMES.clear()
+        name = _ROUTE_NAMES[route] = resource.canonical
+    return name
 
 
 def graphql_operation(request: web.Request, response: web.StreamResponse | None) -> str:

@@ -273,6 +273,14 @@ class SlidingWindowLimiter:
     def key(self, policy: Policy, client: str) -> str:
         return _window_key(self._prefix, policy.name, client)
 
+    def take_reserved(self, group: _Group) -> Verdict | None:
+        """A slot from the group's reservation, as `hit` would hand it out (no token, no cache read); None
+        when there is none left: then ask `hit`."""
+        reservation = self._reservations.get(group)
+        if reservation is None:
+            return None
+        return reservation.take(asyncio.get_running_loop().time())
+
     async def hit(
         self, policy: Policy, client: str, *, revocation_key: str | None = None, cache_key: str | None = None,
         cache_in_script: bool = False,
@@ -549,6 +557,7 @@ class RateLimiting:
         self.redis_url = settings.redis_url
         self._line: RedisLine | None = None
         self._limiter: SlidingWindowLimiter | None = None
+        self._anonymous_groups: dict[str, _Group] = {}  # client address → its anonymous window's batch group
 
     def attach(self, redis: aioredis.Redis) -> None:
         url = self.redis_url
@@ -569,6 +578,24 @@ class RateLimiting:
         if request.path.startswith(SIGNIN_PATH_PREFIX):
             return self.policies.signin
         return self.policies.authenticated if signed_in else self.policies.anonymous
+
+    def reserved_verdict(self, request: web.Request) -> Verdict | None:
+        """For a request without a token, in an app without a cache-key hook: the verdict `count_and_judge`
+        would reach from the client's reserved slots, without a coroutine or I/O; None: call it instead."""
+        if request.method == "OPTIONS" or self._limiter is None:
+            return None
+        path = request.path
+        if path in EXEMPT_PATHS or path.startswith(SIGNIN_PATH_PREFIX):
+            return None
+        address = self.client_address(request)
+        group = self._anonymous_groups.get(address)
+        if group is None:
+            policy = self.policies.anonymous
+            if len(self._anonymous_groups) >= 65536:
+                self._anonymous_groups.clear()
+            group = self._anonymous_groups[address] = (
+                self._limiter.key(policy, f"{address}|-"), None, policy.limit, policy.window)
+        return self._limiter.take_reserved(group)
 
     def client_address(self, request: web.Request) -> str:
         if self.trusted_hops <= 0:  # the header is never read then: skip collecting it

@@ -63,10 +63,12 @@ class RedRecorder(Collector):
         key = (method, route, status)
         self.requests[key] = self.requests.get(key, 0) + 1
         if elapsed is not None:
-            self._histogram(self.seconds, (method, route)).observe(elapsed)
+            hist = self.seconds.get((method, route)) or self._histogram(self.seconds, (method, route))
+            hist.observe(elapsed)
 
     def graphql_done(self, operation_type: str, elapsed: float) -> None:
-        self._histogram(self.graphql_seconds, operation_type).observe(elapsed)
+        hist = self.graphql_seconds.get(operation_type) or self._histogram(self.graphql_seconds, operation_type)
+        hist.observe(elapsed)
 
     def answer_histogram(self, cached: str) -> LoopHistogram:
         """The latency histogram of answers from `cached` (local, redis, no); callers may keep it."""

@@ -41,10 +41,22 @@ def security_headers(production: bool) -> dict[str, str]:
     return headers
 
 
+def all_security_headers(production: bool) -> dict[str, str]:
+    """Every header `setup_security_headers` adds, for a handler that builds them into a `SecuredResponse`."""
+    return {**security_headers(production), "Content-Security-Policy": API_CONTENT_SECURITY_POLICY}
+
+
+class SecuredResponse(web.Response):
+    """A response created with `all_security_headers(...)` already among its headers (prebuilt once, e.g. for
+    cached GraphQL answers): the response signal leaves it alone instead of re-adding them one by one."""
+
+
 def setup_security_headers(app: web.Application, settings: Settings) -> None:
     headers = security_headers(settings.production)
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        if response.__class__ is SecuredResponse:
+            return
         for name, value in headers.items():
             response.headers.setdefault(name, value)
         response.headers.setdefault("Content-Security-Policy", API_CONTENT_SECURITY_POLICY)

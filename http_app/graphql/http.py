@@ -33,6 +33,7 @@ from http_app.graphql.loaders import Loaders
 from http_app.keys import CACHE, DB_POOL, EXECUTOR, LIVE_HUB, SETTINGS
 from http_app.metrics import GRAPHQL_OPERATION, GRAPHQL_REQUESTS, GRAPHQL_SECONDS
 from http_app.principal import ANONYMOUS, Principal
+from http_app.security import SecuredResponse, all_security_headers
 
 log = logging.getLogger("http_app.graphql")
 
@@ -41,11 +42,14 @@ JSON = "application/json"
 _CONTENT_TYPES = {GRAPHQL_RESPONSE: GRAPHQL_RESPONSE + "; charset=utf-8", JSON: JSON + "; charset=utf-8"}
 _VARY = "Accept, Accept-Encoding, Authorization"
 _LOCAL_SECONDS = GRAPHQL_SECONDS("local")  # the hot path: resolve the histogram once
-# The headers of a local-cache answer, by (media type, stale, gzip): built once, not per request.
-_HIT_HEADERS: dict[tuple[str, bool, bool], dict[str, str]] = {
-    (media, stale, gz): {"Content-Type": _CONTENT_TYPES[media], "Vary": _VARY,
-                         "X-Cache": "STALE" if stale else "HIT-LOCAL", **({"Content-Encoding": "gzip"} if gz else {})}
+# The headers of a local-cache answer, by (media type, stale, gzip, production), security headers included
+# (the answer is a SecuredResponse): built once, not per request.
+_HIT_HEADERS: dict[tuple[str, bool, bool, bool], dict[str, str]] = {
+    (media, stale, gz, production): {
+        "Content-Type": _CONTENT_TYPES[media], "Vary": _VARY, "X-Cache": "STALE" if stale else "HIT-LOCAL",
+        **({"Content-Encoding": "gzip"} if gz else {}), **all_security_headers(production)}
     for media in (GRAPHQL_RESPONSE, JSON) for stale in (False, True) for gz in (False, True)
+    for production in (False, True)
 }
 # Raw requests whose plan is remembered: bodies up to this size (hot queries are short).
 PLAN_MAX_BODY = 8 * 1024
@@ -254,36 +258,34 @@ def is_request_error(result: dict[str, Any]) -> bool:
     return bool(errors) and result.get("data") is None and not any(e.get("path") for e in errors)
 
 
-async def _raw_key(request: web.Request, accept: str) -> RawKey | None:
-    """The request's raw inputs to the handler, when small enough to remember; reads a POST body (which the
-    full path then reads again from memory)."""
-    if request.method == "GET":
-        return (request.rel_url.raw_query_string, accept)
-    length = request.content_length
-    if length is None or length > PLAN_MAX_BODY:
-        return None
-    return (await request.read(), request.headers.get("Content-Type"), accept)
-
-
 def _cached_answer(request: web.Request, plan: _Plan, started: float) -> web.Response | None:
     """The local tier's answer for a known raw request (exactly what the full path would answer), or None."""
     key = plan.public_key
     if key is None:
         principal: Principal = request.get("principal", ANONYMOUS)
         key = (principal.scope, plan.query, plan.operation_name, plan.variables_key)
-    entry = request.app[CACHE].get_local(key)
+    app = request.app
+    entry = app[CACHE].get_local(key)
     if entry is None:
         return None
     request[GRAPHQL_OPERATION] = "query"  # only queries are ever cached
     _LOCAL_SECONDS.observe(time.perf_counter() - started)
     gz = entry.gz is not None and "gzip" in request.headers.get("Accept-Encoding", "")
-    return web.Response(body=entry.gz if gz else entry.body, headers=_HIT_HEADERS[plan.media, entry.stale, gz])
+    headers = _HIT_HEADERS[plan.media, entry.stale, gz, app[SETTINGS].production]
+    return SecuredResponse(body=entry.gz if gz else entry.body, headers=headers)
 
 
 async def graphql_http(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     accept = request.headers.get("Accept", "")
-    raw = await _raw_key(request, accept)
+    raw: RawKey | None
+    # The raw inputs (bodies only when small enough to remember; the full path reads the body again from memory).
+    if request.method == "GET":
+        raw = (request.rel_url.raw_query_string, accept)
+    else:
+        length = request.content_length
+        raw = None if length is None or length > PLAN_MAX_BODY else (
+            await request.read(), request.headers.get("Content-Type"), accept)
     if raw is not None:
         plan = PLANS.get(raw)
         if plan is not None:
