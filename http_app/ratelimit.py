@@ -61,7 +61,8 @@ if used < limit then
   if allowed == wanted and reserve > 0 and (limit - used) >= (wanted + reserve) * tonumber(ARGV[9]) then
     reserved = reserve
   end
-  local members = {now, ARGV[3]}
+  local members = {}
+  if allowed > 0 then members = {now, ARGV[3]} end
   for i = 2, allowed do
     members[#members + 1] = now
     members[#members + 1] = ARGV[3] .. '.' .. i
@@ -70,7 +71,8 @@ if used < limit then
     members[#members + 1] = now + offset
     members[#members + 1] = ARGV[3] .. '.' .. i
   end
-  redis.call('ZADD', log, unpack(members))
+  -- wanted = 0: a reservation refilled ahead of need, with no request waiting
+  if #members > 0 then redis.call('ZADD', log, unpack(members)) end
   redis.call('PEXPIRE', log, math.ceil((window + offset) / 1000))
   used = used + allowed + reserved
 end
@@ -185,8 +187,8 @@ _Group = tuple[str, str | None, int, float]  # window key, revocation key, limit
 class _Reservation:
     """Slots a busy client was granted in Redis beyond its waiting requests, handed out locally in order."""
 
-    __slots__ = ("closed", "count", "expires", "first_member", "member", "policy", "redis_now", "reset_seconds",
-                 "sent_at", "taken", "used_first")
+    __slots__ = ("closed", "count", "expires", "first_member", "member", "policy", "redis_now", "refilling",
+                 "reset_seconds", "sent_at", "taken", "used_first")
 
     def __init__(self, batch: _Batch, reply: Any) -> None:
         admitted, used_after, reset_us, now_us = (int(x) for x in reply[:4])
@@ -201,6 +203,7 @@ class _Reservation:
         self.expires = batch.sent_at + RESERVE_SECONDS  # sent before the script ran: errs on the safe side
         self.taken = 0  # handed out so far (the next reservation is sized on it)
         self.closed = False
+        self.refilling = False  # the next reservation has been asked for
 
     def take(self, now: float) -> Verdict | None:
         if self.closed or now >= self.expires or self.taken >= self.count:
@@ -267,6 +270,7 @@ class SlidingWindowLimiter:
         self._counter = itertools.count()
         self._open: dict[_Group, _Batch] = {}  # joinable in this loop iteration
         self._reservations: dict[_Group, _Reservation] = {}
+        self._next: dict[_Group, _Reservation] = {}  # refilled ahead: handed out once the current one is used up
         self._queued: list[_Batch] = []
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -279,7 +283,30 @@ class SlidingWindowLimiter:
         reservation = self._reservations.get(group)
         if reservation is None:
             return None
-        return reservation.take(asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        verdict = reservation.take(now)
+        if verdict is None:  # used up or ended: the one refilled ahead, if it has come
+            following = self._next.pop(group, None)
+            if following is None or self._line is None:
+                return None
+            self._release(self._line, group[0], reservation)
+            reservation = self._reservations[group] = following
+            verdict = reservation.take(now)
+            if verdict is None:
+                return None
+        if not reservation.refilling and 2 * reservation.taken >= reservation.count:
+            self._refill(group, reservation)
+        return verdict
+
+    def _refill(self, group: _Group, reservation: _Reservation) -> None:
+        """Half of a busy client's reservation is used: ask for the next one now (a script run admitting no
+        request, only reserving), so its requests rarely wait for Redis when this one runs out. The next one
+        is handed out after this one (its slots were counted after this one's); unused slots of either are
+        given back when it ends."""
+        reservation.refilling = True
+        if group in self._open:  # a script run for this client goes out in this loop iteration anyway
+            return
+        self._open_batch(group, reservation.policy, None)
 
     async def hit(
         self, policy: Policy, client: str, *, revocation_key: str | None = None, cache_key: str | None = None,
@@ -295,11 +322,9 @@ class SlidingWindowLimiter:
         if self._share and not (cache_key is not None and cache_in_script):
             group = (window_key, revocation_key, policy.limit, policy.window)
             if cache_key is None and revocation_key is None:
-                reservation = self._reservations.get(group)
-                if reservation is not None:
-                    verdict = reservation.take(asyncio.get_running_loop().time())
-                    if verdict is not None:
-                        return verdict
+                verdict = self.take_reserved(group)
+                if verdict is not None:
+                    return verdict
             return await self._shared_hit(group, policy, revocation_key, cache_key)
         keys = [window_key]
         if revocation_key is not None:
@@ -335,20 +360,24 @@ class SlidingWindowLimiter:
                     cache_key: str | None) -> asyncio.Future[Verdict]:
         batch = self._open.get(group)
         if batch is None or len(batch.waiters) >= MAX_BATCH:
-            keys = [group[0]] if revocation_key is None else [group[0], revocation_key]
-            member = f"{self._tag}:{next(self._counter)}"
-            # ARGV: limit, window, member, asks revocation, GET in script, slots wanted, reserve, offset, share
-            args: list[Any] = [self._script.sha, len(keys), *keys, policy.limit, int(policy.window * 1_000_000),
-                               member, int(revocation_key is not None), 0, 1, 0,
-                               int(RESERVE_SECONDS * 1_000_000), RESERVE_SHARE]
-            batch = self._open[group] = _Batch(group, args, policy, revocation_key is not None)
-            if not self._queued:
-                asyncio.get_running_loop().call_soon(self._send_batches)
-            self._queued.append(batch)
+            batch = self._open_batch(group, policy, revocation_key)
         waiter: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         batch.waiters.append(waiter)
         batch.cache_keys.append(cache_key)
         return waiter
+
+    def _open_batch(self, group: _Group, policy: Policy, revocation_key: str | None) -> _Batch:
+        keys = [group[0]] if revocation_key is None else [group[0], revocation_key]
+        member = f"{self._tag}:{next(self._counter)}"
+        # ARGV: limit, window, member, asks revocation, GET in script, slots wanted, reserve, offset, share
+        args: list[Any] = [self._script.sha, len(keys), *keys, policy.limit, int(policy.window * 1_000_000),
+                           member, int(revocation_key is not None), 0, 1, 0,
+                           int(RESERVE_SECONDS * 1_000_000), RESERVE_SHARE]
+        batch = self._open[group] = _Batch(group, args, policy, revocation_key is not None)
+        if not self._queued:
+            asyncio.get_running_loop().call_soon(self._send_batches)
+        self._queued.append(batch)
+        return batch
 
     def _send_batches(self) -> None:
         """Runs once per loop iteration with requests waiting: one EVALSHA per batch, all in one write."""
@@ -399,7 +428,9 @@ class SlidingWindowLimiter:
         if not self._reserve or batch.asks_revocation or any(key is not None for key in batch.cache_keys):
             return 0
         previous = self._reservations.get(batch.group)
-        if previous is not None and now - previous.sent_at < 2 * RESERVE_SECONDS:  # busy: grow with demand
+        if previous is not None and wanted == 0:  # refilled ahead at half use (_refill): room to grow
+            reserve = 2 * previous.count
+        elif previous is not None and now - previous.sent_at < 2 * RESERVE_SECONDS:  # busy: grow with demand
             reserve = max(wanted, 2 * previous.taken)
         elif wanted >= 2:  # several requests in one loop iteration
             reserve = wanted
@@ -408,11 +439,23 @@ class SlidingWindowLimiter:
         return min(reserve, MAX_RESERVE, batch.policy.limit // RESERVE_SHARE)
 
     def _reserved(self, line: RedisLine, batch: _Batch, reply: Any) -> None:
-        previous = self._reservations.get(batch.group)
-        if previous is not None:
-            self._release(line, batch.group[0], previous)
-        reservation = self._reservations[batch.group] = _Reservation(batch, reply)
+        group = batch.group
+        reservation = _Reservation(batch, reply)
+        previous = self._reservations.get(group)
         loop = asyncio.get_running_loop()
+        if (previous is not None and not batch.waiters and not previous.closed and previous.taken < previous.count
+                and loop.time() < previous.expires):  # refilled ahead: queued behind the current one
+            queued = self._next.get(group)
+            if queued is not None:
+                self._release(line, group[0], queued)
+            self._next[group] = reservation
+        else:
+            if previous is not None:
+                self._release(line, group[0], previous)
+            queued = self._next.pop(group, None)
+            if queued is not None:
+                self._release(line, group[0], queued)
+            self._reservations[group] = reservation
         loop.call_at(reservation.expires, self._release, line, batch.group[0], reservation)
         loop.call_at(reservation.expires + RESERVE_SECONDS, self._forget, batch.group, reservation)
 
@@ -430,6 +473,8 @@ class SlidingWindowLimiter:
     def _forget(self, group: _Group, reservation: _Reservation) -> None:
         if self._reservations.get(group) is reservation:
             del self._reservations[group]
+        if self._next.get(group) is reservation:
+            del self._next[group]
 
     async def _send_slowly(self, line: RedisLine, batch: _Batch, *, reload: bool = False) -> None:
         try:
