@@ -187,10 +187,11 @@ def plan_batch(events: Iterable[ScoreEvent], skip: Collection[tuple[str, str]] =
         elif (event.run_id, event.vote_pubkey) not in skip:
             latest[(event.run_id, event.vote_pubkey)] = event
     validators: dict[str, tuple[Any, ...]] = {}
-    history: dict[tuple[str, int], tuple[Any, ...]] = {}
+    history: dict[str, dict[int, tuple[Any, ...]]] = {}  # vote -> epoch -> row (sorted at the end)
     applied: dict[tuple[str, int], tuple[Any, ...]] = {}
     commission: dict[tuple[str, int, str], tuple[Any, ...]] = {}
-    for (run_id, vote), event in sorted(latest.items()):
+    for run_id, vote in sorted(latest):
+        event = latest[(run_id, vote)]
         rec = event.record if isinstance(event.record, dict) else {}
         why, components, penalties = _assess(event)
         score = None if why else float(event.score)
@@ -204,11 +205,13 @@ def plan_batch(events: Iterable[ScoreEvent], skip: Collection[tuple[str, str]] =
         # Several runs of one validator in one batch: the newest observation describes it.
         if current is None or (candidate[17] or 0) >= (current[17] or 0):
             validators[vote] = candidate
+        epochs = history.get(vote)
+        if epochs is None:
+            epochs = history[vote] = {}
         for h in _history_rows(event, rec):
-            key = (vote, h[1])
-            old = history.get(key)
+            old = epochs.get(h[1])
             if old is None or h[8] is not None or old[8] is None:
-                history[key] = h
+                epochs[h[1]] = h
         applied_epoch = _int(rec.get("applied_commission_epoch"), 0, 2**31 - 1)
         applied_value = _commission(rec.get("applied_commission"))
         if applied_epoch is not None and applied_value is not None:
@@ -218,7 +221,8 @@ def plan_batch(events: Iterable[ScoreEvent], skip: Collection[tuple[str, str]] =
         rows.runs.setdefault(run_id, event.epoch)
         rows.scored.setdefault(run_id, []).append(vote)
     rows.validators = [validators[v] for v in sorted(validators)]
-    rows.history = [history[k] for k in sorted(history)]
+    # By vote, then epoch: as sorting the (vote, epoch) pairs would, without comparing thousands of tuples.
+    rows.history = [row for vote in sorted(history) for _, row in sorted(history[vote].items())]
     rows.applied = [applied[k] for k in sorted(applied)]
     rows.commission_events = [commission[k] for k in sorted(commission)]
     return rows
