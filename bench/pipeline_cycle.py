@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.pipeline_cycle            # 2,000-validator latency (20 runs) + 100,000-validator cycle
     .venv/bin/python -m bench.pipeline_cycle --quick    # 5 runs + a 20,000-validator cycle
+    .venv/bin/python -m bench.pipeline_cycle --part latency --workers 2   # the latency with two workers
 
 Real parts only: the RPC simulator (HTTP, in this process), one `python -m stream_app.worker` process, PostgreSQL
 and Redis (DATABASE_URL / REDIS_URL, or embedded servers under .solstake/bench). Each figure is printed beside
@@ -181,21 +182,25 @@ async def snapshot_records(sim: SimulatorHandle) -> list[ValidatorRecord]:
         return (await fetch_cluster_snapshot(rpc)).records
 
 
-async def latency(bench: Bench, validators: int, runs: int) -> None:
+async def latency(bench: Bench, validators: int, runs: int, workers: int = 1) -> None:
     sim = await start_simulator(0, validators=validators, epoch_seconds=0)
     database_url = await bench.fresh_database()
     prefix = f"bench{uuid.uuid4().hex[:8]}"
-    worker = bench.worker(database_url, prefix, sim, "latency-worker")
+    # More than one worker: the partitions are shared out, each worker scores its own (the CPU below is summed).
+    started = [bench.worker(database_url, prefix, sim, "latency-worker" + (f"-{i}" if i else ""))
+               for i in range(workers)]
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     redis = aioredis.from_url(bench.redis_url)
     try:
         await bench.wait_completed(pool, None, 300)  # the startup run warms everything up; not counted
+        if workers > 1:  # one more, once every worker has joined and has its partitions (not counted)
+            await bench.wait_completed(pool, await request_fetch(redis, prefix, trigger="cli", actor="bench"), 300)
         measured, cpu = [], []
         for _ in range(runs):
-            cpu_before = worker.cpu_seconds()
+            cpu_before = sum(w.cpu_seconds() for w in started)
             run_id = await request_fetch(redis, prefix, trigger="cli", actor="bench")
             row = await bench.wait_completed(pool, run_id, 120)
-            cpu.append(worker.cpu_seconds() - cpu_before)
+            cpu.append(sum(w.cpu_seconds() for w in started) - cpu_before)
             measured.append((row["completed_at"] - row["fetched_at"]).total_seconds())
         records = await snapshot_records(sim)
         floors, floor_cpu = [], []
@@ -203,24 +208,28 @@ async def latency(bench: Bench, validators: int, runs: int) -> None:
             cpu_before = time.process_time()
             floors.append(await bench.raw_floor(records, database_url))
             floor_cpu.append(time.process_time() - cpu_before)
-        print(f"\nfetch end -> last score committed, {validators} validators, {runs} runs, 1 worker")
+        who = f"{workers} workers" if workers > 1 else "1 worker"
+        print(f"\nfetch end -> last score committed, {validators} validators, {runs} runs, {who}")
         print(f"  {'':28} {'p50':>8} {'p99':>8} {'max':>8}")
         print(f"  {'pipeline (Faust, scoring)':28} {_pct(measured, .5):8.3f} {_pct(measured, .99):8.3f} "
               f"{max(measured):8.3f}  s   goal p50 <= 1, p99 <= 2")
         print(f"  {'raw XADD+XREAD+COPY floor':28} {_pct(floors, .5):8.3f} {_pct(floors, .99):8.3f} "
               f"{max(floors):8.3f}  s")
         print(f"  ratio p50 pipeline / floor: {_pct(measured, .5) / _pct(floors, .5):.1f}x")
-        print(f"  client CPU per run, p50: worker {statistics.median(cpu):.2f} s (score + persist; the fetch and "
+        whose = "workers (sum)" if workers > 1 else "worker"
+        print(f"  client CPU per run, p50: {whose} {statistics.median(cpu):.2f} s (score + persist; the fetch and "
               f"produce run in a child) = {1000 * statistics.median(cpu) / validators:.3f} ms per record, vs floor "
               f"{statistics.median(floor_cpu):.2f} s; load average {os.getloadavg()[0]:.1f}")
-        emit(f"{validators} validators: fetch end -> committed p50", _pct(measured, .5), "s",
+        label = f"{validators} validators" + (f", {workers} workers" if workers > 1 else "")
+        emit(f"{label}: fetch end -> committed p50", _pct(measured, .5), "s",
              baseline=_pct(floors, .5), baseline_label="raw XADD+XREAD+COPY", goal="<= 1")
-        emit(f"{validators} validators: fetch end -> committed p99", _pct(measured, .99), "s",
+        emit(f"{label}: fetch end -> committed p99", _pct(measured, .99), "s",
              baseline=_pct(floors, .99), baseline_label="raw XADD+XREAD+COPY", goal="<= 2")
-        emit(f"{validators} validators: worker CPU per record", 1000 * statistics.median(cpu) / validators, "ms",
+        emit(f"{label}: worker CPU per record", 1000 * statistics.median(cpu) / validators, "ms",
              baseline=1000 * statistics.median(floor_cpu) / validators, baseline_label="raw floor client CPU")
     finally:
-        worker.stop()
+        for worker in started:
+            worker.stop()
         await pool.close()
         await redis.delete(*[k async for k in redis.scan_iter(match=f"{prefix}*", count=1000)] or ["-"])
         await redis.aclose()
@@ -273,7 +282,7 @@ async def main(args: argparse.Namespace) -> None:
     bench = Bench(database_url, redis_url, out)
     try:
         if args.part in ("latency", "all"):
-            await latency(bench, args.validators, 5 if args.quick else args.runs)
+            await latency(bench, args.validators, 5 if args.quick else args.runs, args.workers)
         if args.part in ("throughput", "all"):
             await throughput(bench, 20_000 if args.quick else args.big)
     finally:
@@ -287,4 +296,5 @@ if __name__ == "__main__":
     parser.add_argument("--validators", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--big", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes for the latency part")
     asyncio.run(main(parser.parse_args()))
