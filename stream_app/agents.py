@@ -46,7 +46,7 @@ from stream_app.messages import (
     identify,
 )
 from stream_app.records import ClusterContext, RunHeader, ScoreEvent, ValidatorRecord
-from stream_app.scoring_step import failed_event, score_step
+from stream_app.scoring_step import DecodedStates, failed_event, score_step
 from stream_app.settings import Settings
 from stream_app.sinks.postgres import PersistResult, announce, persist_scores
 
@@ -59,6 +59,7 @@ WRITE_AT_MOST = 2000  # events merged into one transaction when batches wait for
 MAX_PENDING = 2000  # scored events waiting for the writer before scoring waits for it
 PUBLISH_AT_LEAST = 2000  # stored scores held back from trust-scores while writes are waiting
 GC_YOUNG = 20_000  # allocations between young collections (Python's default: 700)
+DECODED_STATES = 4096  # validators whose decoded scoring state is kept (~2 KB each); mainnet has ~2,000
 RETRY_CAP = 5.0
 PRODUCE_WINDOW = 2000  # records queued on the producer before waiting for Redis to take them
 # Labelled children resolved once: `.labels()` per record costs more than the increment.
@@ -87,6 +88,7 @@ class Pipeline:
         self._tick: asyncio.Future[None] | None = None
         self._declared: set[str] = set()
         self._scored = [0, 0]  # records scored [ok, failed] since the last count_scored()
+        self._decoded = DecodedStates(DECODED_STATES)
 
     async def resources(self) -> Resources:
         async with self._lock:
@@ -188,7 +190,7 @@ class Pipeline:
         context = await contexts.get(record.run_id)
         table = self.stream.state
         state_key = record.vote_pubkey.encode()
-        new_state, event = score_step(table.get(state_key), record, context)
+        new_state, event = score_step(table.get(state_key), record, context, self._decoded)
         if event.failed:
             log.warning("scoring validator %s failed in run %s: %s", record.vote_pubkey, record.run_id, event.error,
                         extra={"phase": "score", "run_id": record.run_id, "validator": record.vote_pubkey})

@@ -36,8 +36,10 @@ class _Record:
     def from_dict(cls: type[T], data: Any) -> T:
         if not isinstance(data, dict):
             raise RecordError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
-        # An absent field takes the dataclass default, or the constructor reports it missing.
-        kwargs = {name: data[name] for name in _field_names(cls) if name in data}
+        # An absent field takes the dataclass default, or the constructor reports it missing; keys that are
+        # no field are left out.
+        known = data.keys() <= _field_set(cls)
+        kwargs = dict(data) if known else {name: data[name] for name in _field_names(cls) if name in data}
         for name in cls._tuple_fields:
             if name in kwargs:
                 kwargs[name] = cls._coerce(name, kwargs[name])
@@ -66,6 +68,16 @@ def _field_names(cls: type) -> tuple[str, ...]:
 
 
 _FIELD_VALUES: dict[type, Any] = {}
+
+
+_FIELD_SETS: dict[type, frozenset[str]] = {}
+
+
+def _field_set(cls: type) -> frozenset[str]:
+    names = _FIELD_SETS.get(cls)
+    if names is None:
+        names = _FIELD_SETS[cls] = frozenset(_field_names(cls))
+    return names
 
 
 def record_fields(record: Any) -> dict[str, Any]:

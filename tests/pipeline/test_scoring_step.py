@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream_app.records import ClusterContext
-from stream_app.scoring_step import score_step
+from stream_app.scoring_step import DecodedStates, score_step
 from tests.pipeline.factories import record
 
 RUN = "6f1c1f5e-9d7e-4c55-8a43-1f0c1e7b1a01"
@@ -38,3 +38,20 @@ def test_no_context_or_unreadable_state_becomes_a_failed_event() -> None:
     _state, rejected = score_step(None, record(RUN, 2, commission=150), _context())
     assert rejected.failed and "commission" in (rejected.error or "")
     assert rejected.vote_pubkey == record(RUN, 2).vote_pubkey
+
+
+def test_remembered_states_score_exactly_as_parsed_ones() -> None:
+    decoded = DecodedStates(2)
+    plain: dict[int, bytes | None] = {}
+    remembered: dict[int, bytes | None] = {}
+    for step, (i, commission) in enumerate([(1, 5), (2, 7), (1, 6), (3, 5), (1, 9), (2, 7), (2, 8)]):
+        rec = record(RUN, i, commission=commission, observed_at=1000.0 + step)
+        raw, event = score_step(plain.get(i), rec, _context())
+        raw_r, event_r = score_step(remembered.get(i), rec, _context(), decoded)
+        assert raw == raw_r and event == event_r
+        plain[i], remembered[i] = raw, raw_r
+    # Only the very bytes object handed out is trusted: an equal copy (as a changelog recovery gives) is parsed.
+    copy = bytes(bytearray(remembered[2] or b""))
+    assert decoded.get(record(RUN, 2).vote_pubkey, copy) is None
+    assert decoded.get(record(RUN, 2).vote_pubkey, remembered[2] or b"") is not None
+    assert decoded.get(record(RUN, 3).vote_pubkey, remembered[3] or b"") is None  # evicted (size 2)
