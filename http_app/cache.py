@@ -87,6 +87,7 @@ class ResponseCache:
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self.redis = redis
         self.ttl = settings.cache_ttl
+        self.production = settings.production  # picks the security headers built into cached answers
         self.prefix = f"{settings.redis_prefix}:gql:"
         self.stats_key = f"{settings.redis_prefix}:gqlstats"
         self.redis_prefix = settings.redis_prefix

@@ -92,12 +92,15 @@ def route_of(request: web.Request) -> str:
     return name
 
 
+_CACHED_STATES = frozenset({"HIT-LOCAL", "HIT", "STALE", "MISS-SHARED"})  # answers read from the cache
+
+
 def graphql_operation(request: web.Request, response: web.StreamResponse | None) -> str:
+    if response is not None and response.headers.get("X-Cache") in _CACHED_STATES:
+        return "query"  # only queries are ever cached (and a cached answer's handler sets no operation)
     given = request.get(GRAPHQL_OPERATION)
     if isinstance(given, str) and given in ("query", "mutation", "subscription"):
         return given
-    if response is not None and response.headers.get("X-Cache", "").startswith("HIT"):
-        return "query"  # only queries are ever cached
     return "unknown"
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from multidict import istr
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
@@ -152,17 +153,26 @@ class Verdict:
         return max(1, math.ceil(self.reset_seconds))
 
     def headers(self) -> dict[str, str]:
-        """X-RateLimit-* as in the seed (Reset = epoch milliseconds) and the IETF draft's fields (delta seconds)."""
+        """X-RateLimit-* as in the seed (Reset = epoch milliseconds) and the IETF draft's fields (delta seconds).
+        Runs for every admitted request: plain arithmetic, and names as istr (no case folding per insert)."""
         policy = self.policy
-        remaining = max(0, policy.limit - self.used)
-        reset_delta = max(0, math.ceil(self.reset_seconds))
+        remaining = policy.limit - self.used
+        if remaining < 0:
+            remaining = 0
+        reset = self.reset_seconds
+        reset_delta = math.ceil(reset) if reset > 0 else 0
         return {
-            "X-RateLimit-Limit": policy.limit_text,
-            "X-RateLimit-Remaining": str(remaining),
-            "X-RateLimit-Reset": str(int((self.redis_now + self.reset_seconds) * 1000)),
-            "RateLimit-Policy": policy.policy_text,
-            "RateLimit": f'"{policy.name}";r={remaining};t={reset_delta}',
+            _LIMIT: policy.limit_text,
+            _REMAINING: str(remaining),
+            _RESET: str(int((self.redis_now + reset) * 1000)),
+            _POLICY: policy.policy_text,
+            _RATELIMIT: f'"{policy.name}";r={remaining};t={reset_delta}',
         }
+
+
+_LIMIT, _REMAINING, _RESET, _POLICY, _RATELIMIT = (
+    istr(name) for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Policy",
+                            "RateLimit"))
 
 
 @lru_cache(maxsize=65536)
@@ -602,7 +612,7 @@ class RateLimiting:
         self.redis_url = settings.redis_url
         self._line: RedisLine | None = None
         self._limiter: SlidingWindowLimiter | None = None
-        self._anonymous_groups: dict[str, _Group] = {}  # client address → its anonymous window's batch group
+        self._anonymous_groups: dict[str | None, _Group] = {}  # client → its anonymous window's batch group
 
     def attach(self, redis: aioredis.Redis) -> None:
         url = self.redis_url
@@ -632,14 +642,15 @@ class RateLimiting:
         path = request.path
         if path in EXEMPT_PATHS or path.startswith(SIGNIN_PATH_PREFIX):
             return None
-        address = self.client_address(request)
-        group = self._anonymous_groups.get(address)
+        # keyed by the TCP peer when no proxy is trusted (the address is then the peer's, normalised)
+        peer = request.remote if self.trusted_hops <= 0 else self.client_address(request)
+        group = self._anonymous_groups.get(peer)
         if group is None:
             policy = self.policies.anonymous
             if len(self._anonymous_groups) >= 65536:
                 self._anonymous_groups.clear()
-            group = self._anonymous_groups[address] = (
-                self._limiter.key(policy, f"{address}|-"), None, policy.limit, policy.window)
+            group = self._anonymous_groups[peer] = (
+                self._limiter.key(policy, f"{self.client_address(request)}|-"), None, policy.limit, policy.window)
         return self._limiter.take_reserved(group)
 
     def client_address(self, request: web.Request) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from http_app.cache import Entry, LocalKey, ResponseCache, WarmSpec, canonical_variables
 from http_app.graphql.errors import (
@@ -43,11 +44,11 @@ _CONTENT_TYPES = {GRAPHQL_RESPONSE: GRAPHQL_RESPONSE + "; charset=utf-8", JSON: 
 _VARY = "Accept, Accept-Encoding, Authorization"
 _LOCAL_SECONDS = GRAPHQL_SECONDS("local")  # the hot path: resolve the histogram once
 # The headers of a local-cache answer, by (media type, stale, gzip, production), security headers included
-# (the answer is a SecuredResponse): built once, not per request.
-_HIT_HEADERS: dict[tuple[str, bool, bool, bool], dict[str, str]] = {
-    (media, stale, gz, production): {
+# (the answer is a SecuredResponse): built once, not per request (aiohttp copies a CIMultiDict cheaply).
+_HIT_HEADERS: dict[tuple[str, bool, bool, bool], CIMultiDict[str]] = {
+    (media, stale, gz, production): CIMultiDict({
         "Content-Type": _CONTENT_TYPES[media], "Vary": _VARY, "X-Cache": "STALE" if stale else "HIT-LOCAL",
-        **({"Content-Encoding": "gzip"} if gz else {}), **all_security_headers(production)}
+        **({"Content-Encoding": "gzip"} if gz else {}), **all_security_headers(production)})
     for media in (GRAPHQL_RESPONSE, JSON) for stale in (False, True) for gz in (False, True)
     for production in (False, True)
 }
@@ -264,14 +265,13 @@ def _cached_answer(request: web.Request, plan: _Plan, started: float) -> web.Res
     if key is None:
         principal: Principal = request.get("principal", ANONYMOUS)
         key = (principal.scope, plan.query, plan.operation_name, plan.variables_key)
-    app = request.app
-    entry = app[CACHE].get_local(key)
+    cache = request.app[CACHE]
+    entry = cache.get_local(key)
     if entry is None:
         return None
-    request[GRAPHQL_OPERATION] = "query"  # only queries are ever cached
     _LOCAL_SECONDS.observe(time.perf_counter() - started)
     gz = entry.gz is not None and "gzip" in request.headers.get("Accept-Encoding", "")
-    headers = _HIT_HEADERS[plan.media, entry.stale, gz, app[SETTINGS].production]
+    headers = _HIT_HEADERS[plan.media, entry.stale, gz, cache.production]
     return SecuredResponse(body=entry.gz if gz else entry.body, headers=headers)
 
 
@@ -314,7 +314,6 @@ async def graphql_http(request: web.Request) -> web.StreamResponse:
 
     entry = cache.get_local(local_key)
     if entry is not None:
-        request[GRAPHQL_OPERATION] = "query"  # only queries are ever cached
         _LOCAL_SECONDS.observe(time.perf_counter() - started)
         return respond(request, media, entry.body, entry.gz, cache_state="STALE" if entry.stale else "HIT-LOCAL")
     try:
