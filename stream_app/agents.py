@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 
 SCORE_BATCH = 1000  # records scored, then written to PostgreSQL in one transaction
 SCORE_WITHIN = 0.05  # seconds a partial batch waits for more records
+# Records scored between two turns of the event loop: scoring never suspends on its own, so without these
+# turns each PostgreSQL round trip of the write in flight waited for the whole batch (~0.15 s per 1,000).
+YIELD_EVERY = 64
 SHUTDOWN_GRACE = 20.0  # seconds the writes of scored batches may take once the worker is asked to stop
 WRITE_AT_MOST = 2000  # events merged into one transaction when batches wait for the writer
 MAX_PENDING = 2000  # scored events waiting for the writer before scoring waits for it
@@ -205,7 +208,9 @@ class Pipeline:
         contexts = await self.contexts()
         token = _CURRENT_EVENT.set(None)
         try:
-            for event in batch:
+            for index, event in enumerate(batch, 1):
+                if index % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # the write in flight and the consumer go on while a batch is scored
                 # The table sends each state change to the changelog partition of `faust.current_event()`:
                 # make that this record's event, in this task only. (Not `Stream._set_current_event`: it also
                 # sets the stream's attribute, which the take buffer reads while filling the next batch.)
