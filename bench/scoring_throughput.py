@@ -94,8 +94,8 @@ def measure(total: int) -> dict[str, Any]:
     gc.freeze()
 
     start = clock()
-    for batch in dicts:
-        for data in batch:
+    for encoded in dicts:
+        for data in encoded:
             ValidatorRecord.from_dict(data)
     decode = clock() - start
 
