@@ -86,7 +86,7 @@ class _Plans:
     def put(self, key: RawKey, plan: _Plan) -> None:
         if key in self._plans:
             return
-        size = sum(len(part) for part in key) + len(plan.query) + len(plan.variables_key)
+        size = sum(len(part or "") for part in key) + len(plan.query) + len(plan.variables_key)
         if len(self._plans) >= PLAN_MAX_ENTRIES or self._bytes + size > PLAN_MAX_BYTES:
             self._plans.clear()
             self._bytes = 0
