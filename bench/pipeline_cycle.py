@@ -1,11 +1,12 @@
 """Pipeline cycle benchmark: fetch end -> last score committed, records/s and worker peak memory.
 
-    .venv/bin/python -m bench.pipeline_cycle            # 2,000-validator latency (20 runs) + 100,000-validator cycle
+    .venv/bin/python -m bench.pipeline_cycle            # 2,000-validator latency (20 runs; 1, then 2 workers)
+                                                        # + a 100,000-validator cycle
     .venv/bin/python -m bench.pipeline_cycle --quick    # 5 runs + a 20,000-validator cycle
-    .venv/bin/python -m bench.pipeline_cycle --part latency --workers 2   # the latency with two workers
+    .venv/bin/python -m bench.pipeline_cycle --part latency --workers 2   # two workers only (default: 1, then 2)
 
-Real parts only: the RPC simulator (HTTP, in this process), one `python -m stream_app.worker` process, PostgreSQL
-and Redis (DATABASE_URL / REDIS_URL, or embedded servers under .solstake/bench). Each figure is printed beside
+Real parts only: the RPC simulator (HTTP, in this process), `python -m stream_app.worker` processes, PostgreSQL and
+Redis (DATABASE_URL / REDIS_URL, or embedded servers under .solstake/bench). Each figure is printed beside
 the raw floor measured in the same run: the same records XADDed (pipelined), XREAD back and COPYed into
 PostgreSQL by one plain asyncio client, without Faust, scoring or the sink's merges.
 
@@ -282,11 +283,19 @@ async def main(args: argparse.Namespace) -> None:
     bench = Bench(database_url, redis_url, out)
     try:
         if args.part in ("latency", "all"):
-            await latency(bench, args.validators, 5 if args.quick else args.runs, args.workers)
+            for workers in args.workers:
+                await latency(bench, args.validators, 5 if args.quick else args.runs, workers)
         if args.part in ("throughput", "all"):
             await throughput(bench, 20_000 if args.quick else args.big)
     finally:
         embedded.stop()
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    counts = tuple(int(part) for part in text.split(","))
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("worker counts are positive integers, e.g. 1,2")
+    return counts
 
 
 if __name__ == "__main__":
@@ -296,5 +305,6 @@ if __name__ == "__main__":
     parser.add_argument("--validators", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--big", type=int, default=100_000)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes for the latency part")
+    parser.add_argument("--workers", type=_counts, default=(1, 2),
+                        help="worker processes for the latency part, comma-separated: one latency part each (1,2)")
     asyncio.run(main(parser.parse_args()))
