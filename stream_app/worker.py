@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import signal
+from typing import TYPE_CHECKING
 
-import faust
+if TYPE_CHECKING:  # imported in main(), after the SIGTERM handler: importing Faust takes 50 ms to seconds
+    import faust
 
-from stream_app.settings import Settings, load_or_exit
+    from stream_app.settings import Settings
 
 
 def build(settings: Settings, database_url: str, redis_url: str) -> faust.App:
@@ -34,6 +36,10 @@ def main() -> None:
     # Until the Faust worker installs its graceful handler, a SIGTERM finds nothing in flight: exit 0 at once
     # (a worker stopped while still importing used to die of the signal).
     signal.signal(signal.SIGTERM, _stop_before_start)
+    import faust
+
+    from stream_app.settings import load_or_exit
+
     settings = load_or_exit()
     from stream_app.logs import configure_logging
     from stream_app.metrics import start_metrics_server

@@ -132,6 +132,13 @@ async def test_worker_sigterm_mid_run_exits_cleanly_and_the_run_completes(
         stored = await db_pool.fetchrow("SELECT count(*) AS n, count(DISTINCT validator_id) AS d FROM trust_scores "
                                         "WHERE scoring_run_id = $1", run_id)
         assert (stored["n"], stored["d"]) == (validators, validators)
+
+        # The first worker may have written the whole run while stopping: then the run is complete before
+        # worker-2 has even started. Stop worker-2 once it runs (holds partitions), not during its start-up.
+        async def running() -> bool:
+            return "partition(s)" in worker.log_path.read_text(errors="replace")
+
+        await wait_for(running, "worker-2 to take its partitions", 60, [worker])
         assert worker.stop(30) == 0
     finally:
         if worker.popen.poll() is None:
