@@ -16,7 +16,6 @@ cached GraphQL answer, per-request Python calls were most of our cost above a ba
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 from aiohttp import web
@@ -26,19 +25,13 @@ from http_app.auth import ACCESS_CONTROL, NO_TOKEN, PRINCIPAL, TOKEN_CHECK, admi
 from http_app.errors import REQUEST_ID_HEADER, internal_error, new_request_id
 from http_app.metrics import (
     METHODS,
-    QUIET_ROUTES,
     RED,
     REQUEST_ID,
-    SLOW_REQUEST,
-    access_log,
-    graphql_operation,
-    log_request,
+    request_finished,
     route_of,
 )
 from http_app.principal import ANONYMOUS
 from http_app.ratelimit import CACHE_KEY_HOOK, RATE_LIMIT_VERDICT, RATE_LIMITING, Verdict, count_and_judge
-
-_DEBUG = logging.DEBUG
 
 
 @web.middleware
@@ -108,16 +101,5 @@ async def front_door(request: web.Request, handler: Handler) -> web.StreamRespon
                 response.headers[REQUEST_ID_HEADER] = rid
         return response
     finally:
-        elapsed = time.perf_counter() - started
-        if websocket:
-            RED.ws_active -= 1
-            RED.request_done(method, route, status, None)
-        else:
-            RED.in_flight -= 1
-            RED.request_done(method, route, status, elapsed)
-            if route == "/graphql":
-                RED.graphql_done(graphql_operation(request, response), elapsed)
-        if (status >= 500 or (elapsed >= SLOW_REQUEST and not websocket and route not in QUIET_ROUTES)
-                or access_log.isEnabledFor(_DEBUG)):
-            log_request(request, route, status, elapsed, websocket)
+        request_finished(request, response, method, route, status, started, websocket)
         REQUEST_ID.reset(token)

@@ -134,17 +134,26 @@ async def red_middleware(request: web.Request, handler: Any) -> web.StreamRespon
         status = 101 if websocket else 499
         raise
     finally:
-        elapsed = time.perf_counter() - started
-        if websocket:
-            RED.ws_active -= 1
-            RED.request_done(method, route, status, None)
-        else:
-            RED.in_flight -= 1
-            RED.request_done(method, route, status, elapsed)
-            if route == "/graphql":
-                RED.graphql_done(graphql_operation(request, response), elapsed)
-        log_request(request, route, status, elapsed, websocket)
+        request_finished(request, response, method, route, status, started, websocket)
         REQUEST_ID.reset(token)
+
+
+def request_finished(request: web.Request, response: web.StreamResponse | None, method: str, route: str,
+                     status: int, started: float, websocket: bool) -> None:
+    """RED bookkeeping and the access line of a request that ended (both middlewares' last step)."""
+    elapsed = time.perf_counter() - started
+    if websocket:
+        RED.ws_active -= 1
+        RED.request_done(method, route, status, None)
+    else:
+        RED.in_flight -= 1
+        RED.request_done(method, route, status, elapsed)
+        if route == "/graphql":
+            RED.graphql_done(graphql_operation(request, response), elapsed)
+    # The level test here, not only in log_request: a routine answer then costs no call (hot cached path).
+    if (status >= 500 or (elapsed >= SLOW_REQUEST and not websocket and route not in QUIET_ROUTES)
+            or access_log.isEnabledFor(logging.DEBUG)):
+        log_request(request, route, status, elapsed, websocket)
 
 
 def log_request(request: web.Request, route: str, status: int, elapsed: float, websocket: bool) -> None:
