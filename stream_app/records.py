@@ -11,8 +11,9 @@ instead of producing a silently wrong number downstream.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 LAMPORTS_PER_SOL = 1_000_000_000
 U64_MAX = 2**64 - 1  # Alpenglow sentinel in epochCredits
@@ -38,8 +39,8 @@ class _Record:
             raise RecordError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
         # An absent field takes the dataclass default, or the constructor reports it missing; keys that are
         # no field are left out.
-        known = data.keys() <= _field_set(cls)
-        kwargs = dict(data) if known else {name: data[name] for name in _field_names(cls) if name in data}
+        names, known, _ = _fields(cls)
+        kwargs = dict(data) if data.keys() <= known else {name: data[name] for name in names if name in data}
         for name in cls._tuple_fields:
             if name in kwargs:
                 kwargs[name] = cls._coerce(name, kwargs[name])
@@ -56,37 +57,30 @@ class _Record:
         return value
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+class _Fields(NamedTuple):
+    names: tuple[str, ...]
+    known: frozenset[str]
+    values: Callable[[Any], tuple[Any, ...]]  # every field's value, in order, in one C call
 
 
-def _field_names(cls: type) -> tuple[str, ...]:
-    """`dataclasses.fields` names, computed once per class (it rebuilds a tuple on every call)."""
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
-    return names
+_FIELDS: dict[type, _Fields] = {}
 
 
-_FIELD_VALUES: dict[type, Any] = {}
-
-
-_FIELD_SETS: dict[type, frozenset[str]] = {}
-
-
-def _field_set(cls: type) -> frozenset[str]:
-    names = _FIELD_SETS.get(cls)
-    if names is None:
-        names = _FIELD_SETS[cls] = frozenset(_field_names(cls))
-    return names
+def _fields(cls: type) -> _Fields:
+    """A class's field names, their set and a getter of all values, computed once per class
+    (`dataclasses.fields` rebuilds a tuple on every call)."""
+    found = _FIELDS.get(cls)
+    if found is None:
+        names = tuple(f.name for f in fields(cls))
+        getter = operator.attrgetter(*names)
+        values = getter if len(names) > 1 else (lambda record: (getter(record),))
+        found = _FIELDS[cls] = _Fields(names, frozenset(names), values)
+    return found
 
 
 def record_fields(record: Any) -> dict[str, Any]:
     """A shallow dict of a record's fields (the values are shared, not copied)."""
-    cls = type(record)
-    names = _field_names(cls)
-    values = _FIELD_VALUES.get(cls)
-    if values is None:
-        values = _FIELD_VALUES[cls] = operator.attrgetter(*names)  # all fields in one C call
+    names, _, values = _fields(type(record))
     return dict(zip(names, values(record), strict=True))
 
 
