@@ -185,6 +185,18 @@ async def test_a_batch_fails_as_a_whole_when_redis_does_not_answer(own_redis: Em
         await client.aclose()
 
 
+async def _evalsha_calls(client: aioredis.Redis) -> int:
+    return int((await client.info("commandstats"))["cmdstat_evalsha"]["calls"])
+
+
+async def _until_zcard(client: aioredis.Redis, key: str, size: int) -> None:
+    """Wait (at most ~1 s) for a background reservation to land; the caller asserts the size."""
+    for _ in range(100):
+        if await client.zcard(key) == size:
+            return
+        await asyncio.sleep(0.01)
+
+
 async def test_a_busy_anonymous_client_gets_reserved_slots_without_over_admission(own_redis: EmbeddedRedis) -> None:
     from http_app.ratelimit import RESERVE_SECONDS
 
@@ -196,32 +208,26 @@ async def test_a_busy_anonymous_client_gets_reserved_slots_without_over_admissio
         key = limiter.key(policy, "busy")
         await limiter.hit(policy, "warm")
 
-        async def evalsha_calls() -> int:
-            return int((await client.info("commandstats"))["cmdstat_evalsha"]["calls"])
-
         first = await asyncio.gather(*(limiter.hit(policy, "busy") for _ in range(8)))  # one script run
         assert [v.used for v in first] == list(range(1, 9))
         assert await client.zcard(key) == 16  # 8 admitted + 8 reserved, recorded before any is handed out
-        calls = await evalsha_calls()
+        calls = await _evalsha_calls(client)
         local = [await limiter.hit(policy, "busy") for _ in range(8)]  # never leaves this loop iteration
         assert [v.used for v in local] == list(range(9, 17)) and all(v.allowed for v in local)
         assert [v.remaining for v in local] == list(range(9_991, 9_983, -1))
         assert all(v.reset_seconds <= 900 + RESERVE_SECONDS for v in local)
-        # Three quarters used: the next reservation was asked for ahead of need, by one script run that admits
+        # Half used or more: the next reservation was asked for ahead of need, by one script run that admits
         # nothing (16 = twice what the client took from the last one), recorded before any is handed out.
-        for _ in range(100):
-            if await client.zcard(key) == 16 + 16:
-                break
-            await asyncio.sleep(0.01)
-        assert await evalsha_calls() == calls + 1
+        await _until_zcard(client, key, 16 + 16)
+        assert await _evalsha_calls(client) == calls + 1
         assert await client.zcard(key) == 16 + 16
         # Reserved slots are dated ahead: none can leave the window before a request admitted on it would.
         scores = [score for _, score in await client.zrange(key, 0, -1, withscores=True)]
         assert max(scores) - min(scores) >= RESERVE_SECONDS * 1_000_000 * 0.9
         # The next requests are served from it without a round trip; unused slots are given back when it ends.
-        calls = await evalsha_calls()
+        calls = await _evalsha_calls(client)
         burst = await asyncio.gather(*(limiter.hit(policy, "busy") for _ in range(3)))
-        assert [v.used for v in burst] == [17, 18, 19] and await evalsha_calls() == calls
+        assert [v.used for v in burst] == [17, 18, 19] and await _evalsha_calls(client) == calls
         await asyncio.sleep(RESERVE_SECONDS + 0.1)
         assert await client.zcard(key) == 16 + 3
         assert (await limiter.hit(policy, "busy")).used == 20  # after expiry: Redis again, exact count
@@ -247,19 +253,13 @@ async def test_a_reservation_refilled_ahead_is_handed_out_after_the_current_one(
         key = limiter.key(policy, "busy")
         await limiter.hit(policy, "warm")
 
-        async def evalsha_calls() -> int:
-            return int((await client.info("commandstats"))["cmdstat_evalsha"]["calls"])
-
         await asyncio.gather(*(limiter.hit(policy, "busy") for _ in range(8)))  # 8 admitted, 8 reserved
-        calls = await evalsha_calls()
+        calls = await _evalsha_calls(client)
         half = [await limiter.hit(policy, "busy") for _ in range(4)]  # half used: the next one is asked for
-        for _ in range(100):
-            if await client.zcard(key) == 16 + 16:
-                break
-            await asyncio.sleep(0.01)
-        assert await client.zcard(key) == 16 + 16 and await evalsha_calls() == calls + 1
+        await _until_zcard(client, key, 16 + 16)
+        assert await client.zcard(key) == 16 + 16 and await _evalsha_calls(client) == calls + 1
         rest = [await limiter.hit(policy, "busy") for _ in range(9)]  # 4 left of the current one, then the next
-        assert await evalsha_calls() == calls + 1  # no request waited for Redis
+        assert await _evalsha_calls(client) == calls + 1  # no request waited for Redis
         assert [v.used for v in half + rest] == list(range(9, 22)) and all(v.allowed for v in rest)
         await asyncio.sleep(RESERVE_SECONDS + 0.1)
         assert await client.zcard(key) == 21  # the next one's unused slots were given back when it ended
