@@ -144,3 +144,26 @@ async def test_worker_sigterm_mid_run_exits_cleanly_and_the_run_completes(
         if worker.popen.poll() is None:
             worker.kill()
         await sim.close()
+
+
+# The worker process, with SIGTERM sent to itself at the moment it first imports Faust (the slow part of its
+# start-up: 50 ms to seconds): the signal must find the worker's handler and end it with status 0.
+_TERM_WHILE_IMPORTING_FAUST = """
+import importlib.abc, os, runpy, signal, sys
+
+class TermOnFaust(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "faust":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+sys.meta_path.insert(0, TermOnFaust())
+runpy.run_module("stream_app.worker", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_worker_sigterm_while_importing_faust_exits_0() -> None:
+    done = subprocess.run([sys.executable, "-c", _TERM_WHILE_IMPORTING_FAUST], capture_output=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, (done.returncode, done.stderr.decode(errors="replace")[-2000:])
