@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import pytest
@@ -20,6 +21,7 @@ from stream_app.fetcher import request_fetch
 from stream_app.settings import Settings
 from stream_app.sources.simulator.server import start_simulator
 from stream_app.stream_status import stream_status
+from stream_app.streamstats import read_snapshot
 from stream_app.transport.keys import KeySpace
 from stream_app.verify import verify_database
 from tests.pipeline import processes
@@ -49,6 +51,17 @@ async def _fetcher_pid(redis: aioredis.Redis, prefix: str) -> int | None:
     return None
 
 
+async def _writers_held(db_pool: asyncpg.Pool, redis: aioredis.Redis, prefix: str) -> set[int] | None:
+    """pids of the workers owning a partition of the records topic, once as many sessions wait to write
+    trust_scores as there are such workers (each worker writes its batches one at a time)."""
+    snapshot = await read_snapshot(redis, prefix)
+    owners = {int(p.owner.rsplit("-", 2)[1]) for g in snapshot.groups for p in g.partitions
+              if p.topic == RECORDS_TOPIC and p.owner}
+    waiting = await db_pool.fetchval(
+        "SELECT count(DISTINCT pid) FROM pg_locks WHERE relation = 'trust_scores'::regclass AND NOT granted")
+    return owners if owners and waiting >= len(owners) else None
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_runs_are_scored_exactly_once_across_worker_kills(
@@ -74,10 +87,6 @@ async def test_runs_are_scored_exactly_once_across_worker_kills(
         status = await stream_status(redis_client, prefix)
         return sum(p.highwater for p in status.partitions if p.topic == RECORDS_TOPIC) >= expected
 
-    async def in_flight(run_id: str) -> bool:
-        row = await run_row(run_id)
-        return row is not None and row["status"] == "running" and row["success_count"] > 0
-
     try:
         # Run 1: the leader's timer fetches as soon as the group is up (no timer run yet).
         first = await _wait(lambda: db_pool.fetchval("SELECT id::text FROM scoring_runs LIMIT 1"),
@@ -85,12 +94,21 @@ async def test_runs_are_scored_exactly_once_across_worker_kills(
         await _wait(lambda: finished(first), "run 1 to finish", 60, everyone)
         records_per_run = VALIDATORS + PARTITIONS  # one header per partition
 
-        # Run 2: SIGKILL a worker that is not the fetcher while scores are being written; restart it.
-        second = await request_fetch(redis_client, prefix, trigger="cli", actor="e2e")
-        await _wait(lambda: in_flight(second), "run 2 to start persisting", 60, everyone)
-        fetcher = await _fetcher_pid(redis_client, prefix)
-        victim = next(n for n, p in workers.items() if p.pid != fetcher)
-        workers[victim].kill()
+        # Run 2: SIGKILL a worker that is not the fetcher while its scores are being written; restart it.
+        # A lock on trust_scores holds every write of the run at its merge, so the kill lands mid-write (records
+        # read and scored, nothing committed) however fast the pipeline is: run 2's 800 records took ~0.2 s,
+        # less than this test's polling interval, once the worker got faster.
+        async with db_pool.acquire() as blocker, blocker.transaction():
+            await blocker.execute("LOCK TABLE trust_scores IN EXCLUSIVE MODE")  # reads pass, writes wait
+            second = await request_fetch(redis_client, prefix, trigger="cli", actor="e2e")
+            writers = cast(set[int], await _wait(lambda: _writers_held(db_pool, redis_client, prefix),
+                                                 "run 2's writers to wait", 60, everyone))
+            fetcher = await _fetcher_pid(redis_client, prefix)
+            victim = next(n for n, p in workers.items() if p.pid != fetcher)
+            assert workers[victim].pid in writers  # it holds records of run 2, scored and not committed
+            workers[victim].kill()
+            row = await run_row(second)
+            assert row is not None and row["status"] == "running" and row["success_count"] == 0
         workers[victim] = processes.worker(f"{victim}-restarted", env, tmp_path)
         everyone.append(workers[victim])
         await _wait(lambda: finished(second), "run 2 to finish after the kill", 90, everyone)
