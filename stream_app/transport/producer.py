@@ -23,7 +23,7 @@ from faust.transport import producer as base
 from faust.types import TP, FutureMessage, HeadersArg, RecordMetadata
 from mode import Seconds, Service
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import scripts
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 FLAG_KEY, FLAG_VALUE, FLAG_HEADERS = 1, 2, 4
+KEY_PARTITIONS_KEPT = 100_000  # keys whose partition is remembered, per partition count
 
 
 def encode_headers(headers: HeadersArg | None) -> bytes | None:
@@ -118,6 +119,7 @@ class Producer(base.Producer):
         self._last: asyncio.Future | None = None
         self._flush_waiters = 0
         self._round_robin: dict[str, itertools.count] = {}
+        self._key_partitions: dict[int, dict[bytes, int]] = {}  # partition count -> key -> partition
         self.retries = 0
 
     # --- sending ---------------------------------------------------------------------------------------
@@ -149,7 +151,18 @@ class Producer(base.Producer):
         if key is None:
             counter = self._round_robin.setdefault(topic, itertools.count())
             return next(counter) % partitions
-        return partition_for_key(key, partitions)
+        # The same keys come back every run (a score per vote account): murmur2 in Python is ~4 us a key.
+        if type(key) is not bytes:
+            return partition_for_key(key, partitions)
+        known = self._key_partitions.get(partitions)
+        if known is None:
+            known = self._key_partitions[partitions] = {}
+        partition = known.get(key)
+        if partition is None:
+            if len(known) >= KEY_PARTITIONS_KEPT:
+                known.clear()
+            partition = known[key] = partition_for_key(key, partitions)
+        return partition
 
     def _enqueue(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
                  timestamp: float | None, headers: HeadersArg | None) -> asyncio.Future:
@@ -198,6 +211,16 @@ class Producer(base.Producer):
             self, topic, message=message, keysize=_size(key), valsize=_size(value))
         future = self._enqueue(topic, key, value, partition, message.timestamp, message.headers)
         future.add_done_callback(partial(channel._on_published, message=fut, state=state, producer=self))
+
+    def send_now(self, topic: str, key: bytes | None, value: bytes | None, partition: int) -> asyncio.Future | None:
+        """Queue a record on a known partition at once, if nothing queued earlier can still be behind it (the
+        checks of `send_soon`'s fast path); None means: send it the ordinary way. For the agent's table
+        writes, which skip Faust's FutureMessage machinery (see stream_app/state_table.py)."""
+        buffer: Any = self.buffer
+        if (buffer.pending._queue or buffer.in_flight or not self._started.is_set() or self._stopped.is_set()
+                or self.app.in_transaction):
+            return None
+        return self._enqueue(topic, key, value, partition, None, None)
 
     async def send_and_wait(
         self,
@@ -286,17 +309,11 @@ class Producer(base.Producer):
         transport = self.transport
         keys = transport.keys
         state_key = transport.group_keys.state
-        client = transport.client
-        async with client.pipeline(transaction=False) as pipe:
-            for tp, fence, items in runs:
-                maxlen = self._maxlen(tp.topic)
-                args: list[Any] = [maxlen, fence]
-                for item in items:
-                    args.extend(item.fields)
-                pipe.execute_command(*scripts.evalsha_args(
-                    "produce", [keys.stream(tp.topic, tp.partition), keys.counter(tp.topic, tp.partition), state_key],
-                    args))
-            results = await pipe.execute(raise_on_error=False)
+        packed = b"".join([
+            pack_produce([keys.stream(tp.topic, tp.partition), keys.counter(tp.topic, tp.partition), state_key],
+                         self._maxlen(tp.topic), fence, items)
+            for tp, fence, items in runs])
+        results = await _send_pipelined(transport.client, packed, len(runs))
         unwritten: list[tuple[TP, str, list[Outgoing]]] = []
         for run, result in zip(runs, results, strict=True):
             tp, fence, items = run
@@ -319,7 +336,7 @@ class Producer(base.Producer):
                             RecordMetadata(tp.topic, tp.partition, tp, offset, item.timestamp, 0))
                     offset += 1
         if unwritten:
-            await scripts.load_all(client)
+            await scripts.load_all(transport.client)
         return unwritten
 
     def _maxlen(self, topic: str) -> int:
@@ -363,6 +380,62 @@ class Producer(base.Producer):
 
     def supports_headers(self) -> bool:
         return True
+
+
+def _arg(value: Any) -> bytes:
+    """One argument as redis-py's encoder writes it (bytes as they are, str as UTF-8, numbers as repr)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value).encode()
+    raise TypeError(f"cannot send {type(value).__name__} to Redis")
+
+
+def _bulk(value: Any) -> bytes:
+    data = _arg(value)
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+_FIELD = b"$%d\r\n%b\r\n" * 5  # an Outgoing's five fields: timestamp, flags, key, value, headers
+
+
+def pack_produce(keys: list[Any], maxlen: int, fence: str, items: list[Outgoing]) -> bytes:
+    """The RESP bytes of one `produce` EVALSHA for a run of records, the same bytes redis-py's pipeline
+    packs (a property test pins them), without its per-argument encoder calls: ~5 per record."""
+    head = scripts.evalsha_args("produce", keys, [maxlen, fence])
+    parts = [b"*%d\r\n" % (len(head) + 5 * len(items)), *map(_bulk, head)]
+    for item in items:
+        ts, flags, key, value, headers = item.fields
+        if type(key) is not bytes or type(value) is not bytes or type(headers) is not bytes:
+            parts.extend(map(_bulk, item.fields))
+            continue
+        t, f = b"%d" % ts, b"%d" % flags
+        parts.append(_FIELD % (len(t), t, len(f), f, len(key), key, len(value), value, len(headers), headers))
+    return b"".join(parts)
+
+
+async def _send_pipelined(client: Any, packed: bytes, replies: int) -> list[Any]:
+    """Write packed commands on one pooled connection and read their replies; a reply that is an error
+    (NOSCRIPT, a script error) comes back as its exception. On anything else the connection is dropped
+    (its replies would be out of step) and the error raised: the caller retries the runs in order."""
+    pool = client.connection_pool
+    conn = await pool.get_connection()
+    try:
+        await conn.send_packed_command(packed)
+        results: list[Any] = []
+        for _ in range(replies):
+            try:
+                results.append(await conn.read_response())
+            except ResponseError as exc:
+                results.append(exc)
+        return results
+    except BaseException:
+        await conn.disconnect()
+        raise
+    finally:
+        await pool.release(conn)
 
 
 def _fail(items: list[Outgoing], exc: BaseException) -> None:

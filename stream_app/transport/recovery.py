@@ -31,6 +31,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 import faust
+from faust.serializers import Registry, codecs
 from faust.serializers.schemas import Schema
 from faust.topics import Topic
 from faust.types import TP, ConsumerMessage, Message
@@ -58,10 +59,17 @@ class _Decoder:
         self.loads_value = app.serializers.loads_value
         self.keys: dict[bytes, Any] = {}
         self.values: dict[bytes, Any] = {}
+        registry = app.serializers
+        # bytes through the "raw" codec into a bytes field come back as they are: skip the layers then
+        self.raw_keys = _passes_bytes(registry, schema.key_type, schema.key_serializer or registry.key_serializer)
+        self.raw_values = _passes_bytes(registry, schema.value_type, schema.value_serializer
+                                        or registry.value_serializer)
 
     def __call__(self, message: Message, event_type: Any) -> Any:
         schema = self.schema
         raw_key, raw_value = message.key, message.value
+        if self.raw_keys and self.raw_values and type(raw_key) is bytes and type(raw_value) is bytes:
+            return event_type(self.app, raw_key, raw_value, message.headers, message)
         key = self.keys.get(raw_key, _MISSING) if raw_key is not None else _MISSING
         if key is _MISSING:
             key = self.loads_key(schema.key_type, raw_key, serializer=schema.key_serializer)
@@ -75,6 +83,15 @@ class _Decoder:
             if self.cache and raw_value is not None and type(value) in _SHAREABLE:
                 _remember(self.values, raw_value, value)
         return event_type(self.app, key, value, message.headers, message)
+
+
+def _passes_bytes(registry: Any, typ: Any, serializer: Any) -> bool:
+    """Faust's stock serializer registry decodes bytes for a `bytes` field with the stock "raw" codec: the
+    decoded value is the very bytes object given (`want_bytes` twice)."""
+    if typ is not bytes or serializer != "raw" or type(registry) is not Registry:
+        return False
+    codec = codecs.get_codec("raw")
+    return type(codec) is codecs.raw and codec.nodes == (codec,)
 
 
 def _remember(cache: dict[bytes, Any], raw: bytes, decoded: Any) -> None:

@@ -114,3 +114,26 @@ async def test_lean_decoder_gives_the_channels_own_events_and_shares_only_immuta
             super()._compile_decode()
 
     assert not _stock_decode(app, OwnDecode(app, topics=["x"]))
+
+
+async def test_lean_decoder_passes_raw_bytes_through_as_faust_decodes_them() -> None:
+    import faust
+    from faust.types import TP, ConsumerMessage
+
+    from stream_app.transport.recovery import _Decoder
+
+    app = faust.App("lean-raw", broker="redis://127.0.0.1:6379/0", store="memory://", key_serializer="raw",
+                    value_serializer="raw")
+    raw_topic = app.topic("records", key_type=bytes, value_type=bytes)
+    json_topic = app.topic("scores", key_type=bytes, value_type=bytes, value_serializer="json")
+    state = app.Table("state", default=None, partitions=4, key_type=bytes, value_type=bytes)
+    for channel, passes in ((raw_topic, True), (state.changelog_topic, True), (json_topic, False)):
+        decoder = _Decoder(app, channel.schema, cache=False)
+        assert (decoder.raw_keys and decoder.raw_values) is passes
+        tp = TP(channel.get_topic_name(), 0)
+        for key, value in ((b"vote-1", b'{"a": 1}'), (None, b'"x"'), (b"k", b"[]")):
+            message = ConsumerMessage(tp.topic, 0, 0, 1.0, 0, [], key, value, None, tp=tp)
+            ours = decoder(message, app.conf.Event)
+            theirs = await channel.decode(message, propagate=True)
+            assert (ours.key, ours.value, ours.message) == (theirs.key, theirs.value, theirs.message)
+            assert type(ours) is type(theirs)

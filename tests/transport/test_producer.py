@@ -31,6 +31,17 @@ async def test_sends_keep_order_and_return_dense_offsets(producer: Any, redis_cl
     assert [fields[b"v"] for _, fields in entries] == [str(i).encode() for i in range(500)]
 
 
+async def test_sends_after_a_script_flush_reload_the_script_and_keep_order(producer: Any, redis_client: aioredis.Redis,
+                                                                           keys: KeySpace) -> None:
+    first = await producer.send_and_wait("flushed", b"k", b"before", None, None, None)
+    await redis_client.script_flush()  # as after a Redis restart: the next EVALSHA gets NOSCRIPT
+    futures = [await producer.send("flushed", b"k", str(i).encode(), None, None, None) for i in range(50)]
+    metadata = [await f for f in futures]
+    assert [m.offset for m in metadata] == list(range(first.offset + 1, first.offset + 51))
+    entries: Any = await redis_client.xrange(keys.stream("flushed", first.partition), "-", "+")
+    assert [fields[b"v"] for _, fields in entries] == [b"before"] + [str(i).encode() for i in range(50)]
+
+
 async def test_none_key_and_value_and_headers_round_trip(app: faust.App, producer: Any) -> None:
     headers = [("trace", b"\x00\xff binary"), ("kind", b"x")]
     meta = await producer.send_and_wait("h", None, None, 2, 12.5, headers)
