@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.sensors import Monitor
 
 from stream_app.settings import Settings
 
@@ -42,6 +43,40 @@ class StreamApp:
     state: Any  # faust Table: vote pubkey -> orjson(state dict)
 
 
+class QuietMonitor(Monitor):
+    """Faust's `Monitor` without its per-message bookkeeping (counters, timestamps and latency samples for
+    every message in, event, table access and send: ~1.5% of the worker's CPU). Nothing reads them here:
+    Faust's web views are off and /metrics comes from `metrics.PipelineSensor`. Commits, rebalances and
+    send errors are still recorded."""
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        pass
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+        pass
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        pass
+
+    def on_table_get(self, table: Any, key: Any) -> None:
+        pass
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        pass
+
+    def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> None:
+        return None
+
+    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
+        pass
+
+    def track_tp_end_offset(self, tp: Any, offset: int) -> None:
+        pass
+
+
 def create_stream_app(settings: Settings, redis_url: str, **conf: Any) -> StreamApp:
     options: dict[str, Any] = {
         "broker": broker_url(settings, redis_url),
@@ -59,6 +94,7 @@ def create_stream_app(settings: Settings, redis_url: str, **conf: Any) -> Stream
         "stream_wait_empty": True,
         "producer_linger": 0.005,
         "worker_redirect_stdouts": False,
+        "Monitor": QuietMonitor,
     }
     options.update(conf)
     app = faust.App(APP_ID, **options)
