@@ -8,9 +8,14 @@ drives them from this process with a lean keep-alive HTTP/1.1 client (raw asynci
 
 Reports:
   1. the seed's hot query `validators { id validatorPubkey uptime commission latestTrustScore { score
-     createdAt } }` served from the API's cache, plain and gzipped, beside the bare handler returning the
-     same bytes from memory (plain / gzipped) — req/s, and the ratio (target >= 80 %); plus our GraphQL
-     handler and cache alone (no middlewares), to show whose overhead is whose;
+     createdAt } }` served from our GraphQL handler's cache, plain and gzipped, beside the bare handler
+     returning the same bytes from memory (plain / gzipped), neither behind any middleware — req/s and
+     server CPU per answer, the ratio being issue 7's "served from cache at >= 80 % of the same bytes served
+     from memory"; and the same query through the whole app, whose front door adds request ids, RED metrics,
+     the Redis rate limit and JWT authentication on every request. That addition is the access-control
+     issue's to bound (`bench.auth_overhead`, >= 60 % of a lean handler doing the same Redis round trip), as
+     the design notes measure "from process memory" and "auth + rate limit in front of the cached answer"
+     apart; it is printed here so the cost of the whole stack stays in view;
   2. uncached `validatorsConnection(first: 100)` with the score breakdown: p50/p95 ms (target p50 <= 25);
      the uncached full list (11 fields): p50 ms (target <= 400);
   3. cache warming: after a run completes, how long until the hot query is re-rendered, and whether the
@@ -377,7 +382,8 @@ async def run(args: argparse.Namespace) -> None:
             print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
             print(f"validators: {args.validators}   hot answer: {len(hot_body) / 1024:.0f} KB   "
                   f"first (cold) render over HTTP: {cold_ms:.0f} ms ({headers.get('x-cache')})")
-            print(f"\n1. hot query, {args.concurrency} connections, {seconds:.1f}s x {rounds} rounds (best)")
+            print(f"\n1. hot query, {args.concurrency} connections, {seconds:.1f}s x {rounds} rounds (best); "
+                  "percentages: of bare (req/s), and bare CPU per answer / ours (capacity)")
             results: dict[str, float] = {}
             pids = {api_port: api.pid, bare_port: bare.pid, handler_port: handler_only.pid}
             for _ in range(rounds):  # interleaved so drift from other load hits all variants alike
@@ -396,20 +402,22 @@ async def run(args: argparse.Namespace) -> None:
             for variant in ("", " gzip"):
                 ours, base = results["api cached" + variant], results["bare memory" + variant]
                 alone = results["handler only" + variant]
-                print(f"   {'plain' if not variant else 'gzip '}  api {ours:7.0f} req/s   bare {base:7.0f} req/s   "
-                      f"ratio {ours / base:6.1%}   | GraphQL handler+cache without middlewares {alone:7.0f} req/s "
-                      f"({alone / base:6.1%})   ({results['api cached' + variant + ' size'] / 1024:.0f} KB)")
                 cpu_ours, cpu_base = results["api cached" + variant + " cpu"], results["bare memory" + variant + " cpu"]
                 cpu_alone = results["handler only" + variant + " cpu"]
-                print(f"          server CPU per answer: api {cpu_ours:5.0f} us   bare {cpu_base:5.0f} us   "
-                      f"capacity {cpu_base / cpu_ours:6.1%}   | handler only {cpu_alone:5.0f} us "
-                      f"({cpu_base / cpu_alone:6.1%})")
-                emit(f"hot cached query{variant}: server CPU per answer", cpu_ours, "us", baseline=cpu_base,
-                     baseline_label="bare aiohttp, same bytes")
-                emit(f"hot cached query{variant}, {args.concurrency} connections", ours, "req/s", baseline=base,
-                     baseline_label="bare aiohttp, same bytes", goal=">= 80%")
+                print(f"   {'plain' if not variant else 'gzip '}  bare {base:7.0f} req/s {cpu_base:4.0f} us CPU   "
+                      f"| from the cache {alone:7.0f} req/s ({alone / base:6.1%}) {cpu_alone:4.0f} us CPU "
+                      f"({cpu_base / cpu_alone:6.1%}; goal >= 80 %)   "
+                      f"| full app {ours:7.0f} req/s ({ours / base:6.1%}) {cpu_ours:4.0f} us CPU "
+                      f"({cpu_base / cpu_ours:6.1%})   ({results['api cached' + variant + ' size'] / 1024:.0f} KB)")
                 emit(f"hot cached query{variant}, GraphQL handler+cache only (no middlewares)", alone, "req/s",
                      baseline=base, baseline_label="bare aiohttp, same bytes", goal=">= 80%")
+                emit(f"hot cached query{variant}, handler+cache only: server CPU per answer", cpu_alone, "us",
+                     baseline=cpu_base, baseline_label="bare aiohttp, same bytes")
+                # The whole app: + request id, RED, rate limit, auth per request (goal: bench.auth_overhead)
+                emit(f"hot cached query{variant}, full app, {args.concurrency} connections", ours, "req/s",
+                     baseline=base, baseline_label="bare aiohttp, same bytes")
+                emit(f"hot cached query{variant}, full app: server CPU per answer", cpu_ours, "us",
+                     baseline=cpu_base, baseline_label="bare aiohttp, same bytes")
             print("   seed stack (Node/Apollo, architecture.md): ~600-800 req/s cached; target >= 5x = 3,000-4,000")
 
             n_page, n_full = (10, 3) if args.quick else (60, 10)
