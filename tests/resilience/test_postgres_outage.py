@@ -73,14 +73,19 @@ async def outage(settings: Settings, redis_url: str, redis: aioredis.Redis, tmp_
     try:
         await wait_for(lambda: finished_run(pool, None), "the first run", 120, [worker])
         assert await _status(session, readyz) == 200
+        # The outage must begin while run 2 is being written: a lock on trust_scores holds its first write at
+        # the merge (records read and scored, nothing committed) until PostgreSQL goes down with the lock
+        # held. Waiting for a first committed batch instead raced a run that is written in ~0.3 s.
+        blocker = await pool.acquire()
+        await blocker.execute("BEGIN; LOCK TABLE trust_scores IN EXCLUSIVE MODE")
         run_id = await request_fetch(redis, prefix, trigger="cli", actor="outage")
 
-        async def persisting() -> bool:
-            count = await pool.fetchval("SELECT success_count FROM scoring_runs WHERE id = $1", run_id)
-            return bool(count)
+        async def writing() -> bool:
+            return bool(await pool.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE relation = 'trust_scores'::regclass AND NOT granted"))
 
-        await wait_for(persisting, "run 2 to start persisting", 60, [worker])
-        await pool.close()
+        await wait_for(writing, "run 2's write to wait", 60, [worker])
+        pool.terminate()  # not close(): that would end the blocker's transaction and let the write through
         pg.stop()
         down_at = time.monotonic()
         readiness = {await _status(session, readyz)}
