@@ -3,9 +3,10 @@
     validator-records ──score_validators──► PostgreSQL ──► live stream, trust-scores
                       (table validator-state)
 
-`score_validators` takes records in batches: it scores a batch (the table's changelog gets each new state),
-writes the batch's scores to PostgreSQL in one transaction and acknowledges the records only after that
-commit (`noack_take`), so an offset is never committed before its scores are stored. Writes run beside the
+`score_validators` takes records in batches of what is ready (`ready_batches`): it scores a batch (the
+table's changelog gets each new state), writes the batch's scores to PostgreSQL in one transaction and
+acknowledges the records only after that commit (acks are manual), so an offset is never committed before
+its scores are stored. Writes run beside the
 scoring, one at a time (`BatchWriter`: batches commit and acknowledge in order; batches scored during a
 write are merged into the next one). A failed write is retried until it succeeds; on shutdown the writes
 of what was scored may finish before the final commit. The sink is idempotent, so the worst case anywhere
@@ -22,7 +23,7 @@ import gc
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,13 +55,12 @@ from stream_app.state_table import StateTable
 log = logging.getLogger(__name__)
 
 SCORE_BATCH = 1000  # records scored, then written to PostgreSQL in one transaction
-SCORE_WITHIN = 0.05  # seconds a partial batch waits for more records
 # Records scored between two turns of the event loop: scoring never suspends on its own, so without these
 # turns each PostgreSQL round trip of the write in flight waited for the whole batch (~0.15 s per 1,000).
 YIELD_EVERY = 64
 SHUTDOWN_GRACE = 20.0  # seconds the writes of scored batches may take once the worker is asked to stop
 WRITE_AT_MOST = 2000  # events merged into one transaction when batches wait for the writer
-MAX_PENDING = 1000  # scored events waiting for the writer before scoring waits for it
+MAX_PENDING = 1000  # scored events waiting for the writer; more make scoring wait for it
 PUBLISH_AT_LEAST = 1000  # stored scores held back from trust-scores while writes are waiting
 GC_YOUNG = 20_000  # allocations between young collections (Python's default: 700)
 DECODED_STATES = 4096  # validators whose decoded scoring state is kept (~2 KB each); mainnet has ~2,000
@@ -307,7 +307,7 @@ def register(stream: StreamApp, pipeline: Pipeline) -> None:
         writer = BatchWriter(pipeline, records)
         _settle_gc()
         try:
-            async for batch in records.noack_take(SCORE_BATCH, within=SCORE_WITHIN):
+            async for batch in ready_batches(records, SCORE_BATCH):
                 events = await pipeline.score_batch(batch)
                 await writer.add(batch, events)
         except asyncio.CancelledError:
@@ -322,12 +322,30 @@ def register(stream: StreamApp, pipeline: Pipeline) -> None:
         pipeline.fetch_tick_soon()
 
 
+async def ready_batches(records: Any, size: int) -> AsyncIterator[list[Any]]:
+    """The stream's events in batches of what is ready: a batch is handed over once it holds `size` events or
+    no further event is waiting in the stream's queue, never after a timer. (Faust's `noack_take` waits up to
+    its `within` for a full batch: a run's last batch always waited it out, and while a write's CPU work ran
+    the window closed on a partial batch with hundreds of records still queued.) Acks are manual, as with
+    `noack_take`: the writer acknowledges each event once its score is committed."""
+    queue = records.channel.queue
+    records.enable_acks = False
+    batch: list[Any] = []
+    async for event in records.events():
+        batch.append(event)
+        if len(batch) >= size or not queue.qsize():
+            yield batch
+            batch = []
+
+
 class BatchWriter:
     """Writes scored batches to PostgreSQL in order, one transaction at a time, beside the scoring.
 
     Batches scored while a write is in flight wait and go together in the next transaction (up to
     WRITE_AT_MOST events), so a burst of small batches costs one transaction, not one each, and the agent
-    never stops scoring to wait for PostgreSQL unless MAX_PENDING scored events are still unwritten.
+    never stops scoring to wait for PostgreSQL unless more than MAX_PENDING scored events are unwritten
+    (exactly MAX_PENDING, a full batch, does not stop it: a run's few last records then join that batch's
+    write instead of waiting for it and costing a transaction of their own).
     Stored scores go to trust-scores once no write is waiting (or PUBLISH_AT_LEAST are held), so writes
     come first; they stay in commit order.
     """
@@ -349,7 +367,7 @@ class BatchWriter:
         if self.task is None or self.task.done():
             self.task = asyncio.ensure_future(self._run())
             self.task.add_done_callback(_report_failed_write)
-        while self.pending_events >= MAX_PENDING and not self.task.done():
+        while self.pending_events > MAX_PENDING and not self.task.done():
             self.room.clear()
             await self.room.wait()
 
