@@ -6,13 +6,12 @@
 `score_validators` takes records in batches of what is ready (`ready_batches`): it scores a batch (the
 table's changelog gets each new state), writes the batch's scores to PostgreSQL in one transaction and
 acknowledges the records only after that commit (acks are manual), so an offset is never committed before
-its scores are stored. Writes run beside the
-scoring, one at a time (`BatchWriter`: batches commit and acknowledge in order; batches scored during a
-write are merged into the next one). A failed write is retried until it succeeds; on shutdown the writes
-of what was scored may finish before the final commit. The sink is idempotent, so the worst case anywhere
-is a replay, never a loss. After the commit the batch is announced on the live stream and each stored
-score, with its breakdown, goes to `trust-scores` for consumers outside this app (nothing here reads it
-back), once no write is waiting.
+its scores are stored. Writes run beside the scoring, one at a time (`BatchWriter`: batches commit and
+acknowledge in order; batches scored during a write are merged into the next one). A failed write is
+retried until it succeeds; on shutdown the writes of what was scored may finish before the final commit.
+The sink is idempotent, so the worst case anywhere is a replay, never a loss. After the commit the batch is
+announced on the live stream and each stored score, with its breakdown, goes to `trust-scores` for
+consumers outside this app (nothing here reads it back), once no write is waiting.
 """
 
 from __future__ import annotations
@@ -219,7 +218,8 @@ class Pipeline:
                     await asyncio.sleep(0)  # the write in flight and the consumer go on while a batch is scored
                 # The table sends each state change to the changelog partition of `faust.current_event()`:
                 # make that this record's event, in this task only. (Not `Stream._set_current_event`: it also
-                # sets the stream's attribute, which the take buffer reads while filling the next batch.)
+                # sets the stream's attribute, which the stream's own iteration in `ready_batches` owns.) Only
+                # StateTable's fallback to `table[key] = value` reads it.
                 _CURRENT_EVENT.set(weakref.ref(event))
                 scored = await self.score(event.key, event.value, contexts, event)
                 if scored is not None:
@@ -346,8 +346,8 @@ class BatchWriter:
     never stops scoring to wait for PostgreSQL unless more than MAX_PENDING scored events are unwritten
     (exactly MAX_PENDING, a full batch, does not stop it: a run's few last records then join that batch's
     write instead of waiting for it and costing a transaction of their own).
-    Stored scores go to trust-scores once no write is waiting (or PUBLISH_AT_LEAST are held), so writes
-    come first; they stay in commit order.
+    Stored scores go to trust-scores once no write is waiting, or beside the next write once
+    PUBLISH_AT_LEAST are held, so writes come first; they stay in commit order.
     """
 
     def __init__(self, pipeline: Pipeline, records: Any) -> None:

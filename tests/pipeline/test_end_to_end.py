@@ -51,12 +51,17 @@ async def _fetcher_pid(redis: aioredis.Redis, prefix: str) -> int | None:
     return None
 
 
+async def _record_owners(redis: aioredis.Redis, prefix: str) -> set[int]:
+    """pids of the workers owning a partition of the records topic."""
+    snapshot = await read_snapshot(redis, prefix)
+    return {int(p.owner.rsplit("-", 2)[1]) for g in snapshot.groups for p in g.partitions
+            if p.topic == RECORDS_TOPIC and p.owner}
+
+
 async def _writers_held(db_pool: asyncpg.Pool, redis: aioredis.Redis, prefix: str) -> set[int] | None:
     """pids of the workers owning a partition of the records topic, once as many sessions wait to write
     trust_scores as there are such workers (each worker writes its batches one at a time)."""
-    snapshot = await read_snapshot(redis, prefix)
-    owners = {int(p.owner.rsplit("-", 2)[1]) for g in snapshot.groups for p in g.partitions
-              if p.topic == RECORDS_TOPIC and p.owner}
+    owners = await _record_owners(redis, prefix)
     waiting = await db_pool.fetchval(
         "SELECT count(DISTINCT pid) FROM pg_locks WHERE relation = 'trust_scores'::regclass AND NOT granted")
     return owners if owners and waiting >= len(owners) else None
@@ -83,6 +88,9 @@ async def test_runs_are_scored_exactly_once_across_worker_kills(
         row = await run_row(run_id)
         return row if row is not None and row["status"] != "running" else None
 
+    async def _both_own(pids: set[int]) -> bool:
+        return await _record_owners(redis_client, prefix) == pids
+
     async def produced(expected: int) -> bool:
         status = await stream_status(redis_client, prefix)
         return sum(p.highwater for p in status.partitions if p.topic == RECORDS_TOPIC) >= expected
@@ -93,6 +101,11 @@ async def test_runs_are_scored_exactly_once_across_worker_kills(
                             "the first timer run", 90, everyone)
         await _wait(lambda: finished(first), "run 1 to finish", 60, everyone)
         records_per_run = VALIDATORS + PARTITIONS  # one header per partition
+
+        # Run 1 can be scored by the first worker alone before the second has joined the group (~6 s after
+        # start): run 2 needs both holding partitions of the records topic, or the victim has nothing to write.
+        pids = {p.pid for p in workers.values()}
+        await _wait(lambda: _both_own(pids), "both workers to own records partitions", 60, everyone)
 
         # Run 2: SIGKILL a worker that is not the fetcher while its scores are being written; restart it.
         # A lock on trust_scores holds every write of the run at its merge, so the kill lands mid-write (records
