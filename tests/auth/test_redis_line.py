@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -197,17 +199,27 @@ async def _until_zcard(client: aioredis.Redis, key: str, size: int) -> None:
         await asyncio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def _busy_limiter(redis: EmbeddedRedis, prefix: str) -> AsyncIterator[
+        tuple[aioredis.Redis, SlidingWindowLimiter, Policy, str]]:
+    """A limiter on its own line with a roomy anonymous policy, warmed up; yields (client, limiter, policy,
+    the window key of client "busy")."""
+    client = aioredis.from_url(redis.url)
+    line = RedisLine(redis.url)
+    try:
+        limiter = SlidingWindowLimiter(client, prefix, line)
+        policy = Policy("anonymous", 10_000, 900)
+        await limiter.hit(policy, "warm")
+        yield client, limiter, policy, limiter.key(policy, "busy")
+    finally:
+        await line.close()
+        await client.aclose()
+
+
 async def test_a_busy_anonymous_client_gets_reserved_slots_without_over_admission(own_redis: EmbeddedRedis) -> None:
     from http_app.ratelimit import RESERVE_SECONDS
 
-    client = aioredis.from_url(own_redis.url)
-    line = RedisLine(own_redis.url)
-    try:
-        limiter = SlidingWindowLimiter(client, "reserve", line)
-        policy = Policy("anonymous", 10_000, 900)
-        key = limiter.key(policy, "busy")
-        await limiter.hit(policy, "warm")
-
+    async with _busy_limiter(own_redis, "reserve") as (client, limiter, policy, key):
         first = await asyncio.gather(*(limiter.hit(policy, "busy") for _ in range(8)))  # one script run
         assert [v.used for v in first] == list(range(1, 9))
         assert await client.zcard(key) == 16  # 8 admitted + 8 reserved, recorded before any is handed out
@@ -237,22 +249,12 @@ async def test_a_busy_anonymous_client_gets_reserved_slots_without_over_admissio
         assert await client.zcard(limiter.key(tight, "t")) == 10
         more = [await limiter.hit(tight, "t") for _ in range(25)]
         assert sum(v.allowed for v in verdicts + more) == 30
-    finally:
-        await line.close()
-        await client.aclose()
 
 
 async def test_a_reservation_refilled_ahead_is_handed_out_after_the_current_one(own_redis: EmbeddedRedis) -> None:
     from http_app.ratelimit import RESERVE_SECONDS
 
-    client = aioredis.from_url(own_redis.url)
-    line = RedisLine(own_redis.url)
-    try:
-        limiter = SlidingWindowLimiter(client, "ahead", line)
-        policy = Policy("anonymous", 10_000, 900)
-        key = limiter.key(policy, "busy")
-        await limiter.hit(policy, "warm")
-
+    async with _busy_limiter(own_redis, "ahead") as (client, limiter, policy, key):
         await asyncio.gather(*(limiter.hit(policy, "busy") for _ in range(8)))  # 8 admitted, 8 reserved
         calls = await _evalsha_calls(client)
         half = [await limiter.hit(policy, "busy") for _ in range(4)]  # half used: the next one is asked for
@@ -264,6 +266,3 @@ async def test_a_reservation_refilled_ahead_is_handed_out_after_the_current_one(
         await asyncio.sleep(RESERVE_SECONDS + 0.1)
         assert await client.zcard(key) == 21  # the next one's unused slots were given back when it ended
         assert (await limiter.hit(policy, "busy")).used == 22
-    finally:
-        await line.close()
-        await client.aclose()
