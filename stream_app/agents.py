@@ -170,10 +170,9 @@ class Pipeline:
 
     # --- score_validators -----------------------------------------------------------------------------
 
-    async def score(self, key: bytes | None, value: Any, contexts: ContextCache | None = None,
-                    source: Any = None) -> ScoreEvent | None:
-        """Score one message of validator-records (`source`: its stream event, when it has one); returns the
-        event to send (None for headers)."""
+    async def score(self, key: bytes | None, value: Any, contexts: ContextCache, source: Any) -> ScoreEvent | None:
+        """Score one message of validator-records (`source`: its stream event); returns the event to send
+        (None for headers)."""
         try:
             message = decode_validator_message(value)
         except MessageError as exc:
@@ -187,8 +186,6 @@ class Pipeline:
             log.warning("malformed record of validator %s in run %s: %s", ids[1], ids[0], exc,
                         extra={"phase": "score", "run_id": ids[0], "validator": ids[1]})
             return failed_event(ids[0], ids[1], f"malformed record: {exc}")
-        if contexts is None:
-            contexts = await self.contexts()
         if isinstance(message, HeaderMessage):
             contexts.put(message.context)
             return None
@@ -200,10 +197,7 @@ class Pipeline:
             log.warning("scoring validator %s failed in run %s: %s", record.vote_pubkey, record.run_id, event.error,
                         extra={"phase": "score", "run_id": record.run_id, "validator": record.vote_pubkey})
         if new_state is not None:
-            if source is not None:
-                self._state.set(state_key, new_state, source)
-            else:
-                self.stream.state[state_key] = new_state
+            self._state.set(state_key, new_state, source)
         self._scored[event.failed] += 1
         return event
 

@@ -158,27 +158,28 @@ def observe_runs(progress: Iterable[RunProgress]) -> None:
             SCORING_RUNS.labels(p.status).inc()
 
 
-_EVENTS_IN_BY_TOPIC: dict[str, Any] = {}  # topic -> its labelled child of EVENTS_IN
-_EVENT_SECONDS_BY_TOPIC: dict[str, Any] = {}
+_CHILDREN: dict[tuple[int, str], Any] = {}  # (id of a metric, topic) -> its labelled child
+
+
+def _for_topic(metric: Any, topic: str) -> Any:
+    """`metric.labels(topic)`, resolved once per topic: `.labels()` per event cost more than the update."""
+    child = _CHILDREN.get((id(metric), topic))
+    if child is None:
+        child = _CHILDREN[id(metric), topic] = metric.labels(topic)
+    return child
 
 
 class PipelineSensor(Sensor):
     """Faust sensor: events in/out per topic, rebalances and their duration, table recovery time."""
 
     def on_stream_event_in(self, tp: TP, offset: int, stream: StreamT, event: EventT) -> dict[str, Any] | None:
-        counter = _EVENTS_IN_BY_TOPIC.get(tp.topic)
-        if counter is None:  # `.labels()` per event cost more than the increment
-            counter = _EVENTS_IN_BY_TOPIC[tp.topic] = EVENTS_IN.labels(tp.topic)
-        counter.inc()
+        _for_topic(EVENTS_IN, tp.topic).inc()
         return {"t": time.monotonic()}
 
     def on_stream_event_out(self, tp: TP, offset: int, stream: StreamT, event: EventT,
                             state: dict[str, Any] | None = None) -> None:
         if state and "t" in state:
-            histogram = _EVENT_SECONDS_BY_TOPIC.get(tp.topic)
-            if histogram is None:
-                histogram = _EVENT_SECONDS_BY_TOPIC[tp.topic] = EVENT_SECONDS.labels(tp.topic)
-            histogram.observe(time.monotonic() - state["t"])
+            _for_topic(EVENT_SECONDS, tp.topic).observe(time.monotonic() - state["t"])
 
     def on_rebalance_start(self, app: AppT) -> dict[str, Any]:
         REBALANCES.inc()
