@@ -42,19 +42,24 @@ async def _wait(predicate: Callable[[], object], what: str, seconds: float, proc
     raise AssertionError(f"timed out after {seconds:g} s waiting for {what}\n{logs}")
 
 
+def _pid_of(member: str) -> int:
+    """The pid in a group member id (`<host>-<pid>-<random>`)."""
+    return int(member.rsplit("-", 2)[1])
+
+
 async def _fetcher_pid(redis: aioredis.Redis, prefix: str) -> int | None:
     """pid of the worker holding the Faust leader partition (the one running the fetch timer)."""
     owners = await redis.hgetall(KeySpace(prefix).group("solstake").owners)
     for field, member in owners.items():
         if field.decode().startswith("solstake-__assignor-__leader:"):
-            return int(member.decode().rsplit("-", 2)[1])
+            return _pid_of(member.decode())
     return None
 
 
 async def _record_owners(redis: aioredis.Redis, prefix: str) -> set[int]:
     """pids of the workers owning a partition of the records topic."""
     snapshot = await read_snapshot(redis, prefix)
-    return {int(p.owner.rsplit("-", 2)[1]) for g in snapshot.groups for p in g.partitions
+    return {_pid_of(p.owner) for g in snapshot.groups for p in g.partitions
             if p.topic == RECORDS_TOPIC and p.owner}
 
 
